@@ -1,0 +1,112 @@
+"""Builds the lab's binaries from Go modules (no prebuilt downloads) into the cache.
+
+Kubernetes: tests/lab/build/kube/go.mod requires k8s.io/kubernetes and replaces every
+staging module with its published v0.X.Y. etcd: tests/lab/build/etcd is a two-line main
+around go.etcd.io/etcd/server/v3/etcdmain. kwok: `go install` of its two commands.
+Istio CRDs: the generated CRD file of the istio.io/api module.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from . import versions
+
+KUBE_COMMANDS = ("kube-apiserver", "kube-controller-manager", "kube-scheduler", "kubectl")
+
+
+def _say(msg: str) -> None:
+    print(f"[lab build] {msg}", flush=True)
+
+
+def _go_build(args: list[str], cwd: Path, what: str, env: dict | None = None) -> None:
+    """Run a go build with -v, printing a progress line every 100 packages."""
+    started = time.monotonic()
+    log_path = versions.cache_dir() / f"build-{what}.log"
+    log_path.parent.mkdir(parents=True, exist_ok=True)
+    _say(f"building {what} (first time only; log: {log_path})")
+    with open(log_path, "w", encoding="utf-8") as log:
+        proc = subprocess.Popen(
+            ["go", *args], cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+            text=True, env={**os.environ, **(env or {})},
+        )
+        assert proc.stdout is not None
+        count = 0
+        for line in proc.stdout:
+            log.write(line)
+            count += 1
+            if count % 100 == 0:
+                _say(f"{what}: {count} packages compiled, {time.monotonic() - started:.0f}s")
+        rc = proc.wait()
+    if rc != 0:
+        tail = log_path.read_text(encoding="utf-8").splitlines()[-20:]
+        raise SystemExit(f"building {what} failed (rc={rc}); last lines of {log_path}:\n" + "\n".join(tail))
+    _say(f"{what} built in {time.monotonic() - started:.0f}s")
+
+
+def ensure_kubernetes() -> None:
+    missing = [c for c in KUBE_COMMANDS if not versions.kube_bin(c).exists()]
+    if not missing:
+        return
+    out = versions.kube_bin("x").parent
+    out.mkdir(parents=True, exist_ok=True)
+    pkgs = [f"k8s.io/kubernetes/cmd/{c}" for c in missing]
+    # What `make` in kubernetes stamps in: clients read the server version from here.
+    major, minor = versions.KUBERNETES.lstrip("v").split(".")[:2]
+    stamp = {"gitVersion": versions.KUBERNETES, "gitMajor": major, "gitMinor": minor,
+             "gitTreeState": "clean", "buildDate": "1970-01-01T00:00:00Z"}
+    ldflags = " ".join(f"-X k8s.io/component-base/version.{k}={v}" for k, v in stamp.items())
+    _go_build(["build", "-v", "-ldflags", ldflags, "-o", str(out) + "/", *pkgs], versions.LAB_DIR / "build" / "kube",
+              f"kubernetes-{versions.KUBERNETES}")
+
+
+def ensure_etcd() -> None:
+    if versions.etcd_bin().exists():
+        return
+    versions.etcd_bin().parent.mkdir(parents=True, exist_ok=True)
+    _go_build(["build", "-v", "-o", str(versions.etcd_bin()), "."], versions.LAB_DIR / "build" / "etcd",
+              f"etcd-{versions.ETCD}")
+
+
+def ensure_kwok() -> None:
+    if versions.kwok_bin("kwok").exists() and versions.kwok_bin("kwokctl").exists():
+        return
+    gobin = versions.kwok_bin("x").parent
+    gobin.mkdir(parents=True, exist_ok=True)
+    _go_build(["install", "-v", f"sigs.k8s.io/kwok/cmd/kwok@{versions.KWOK}",
+               f"sigs.k8s.io/kwok/cmd/kwokctl@{versions.KWOK}"],
+              versions.LAB_DIR, f"kwok-{versions.KWOK}", env={"GOBIN": str(gobin), "GOFLAGS": "-mod=mod"})
+
+
+def ensure_istio_crds() -> None:
+    target = versions.istio_crds()
+    if target.exists():
+        return
+    _say(f"fetching istio.io/api@{versions.ISTIO_API} from the Go module proxy for Istio's CRDs")
+    out = subprocess.run(["go", "mod", "download", "-json", f"istio.io/api@{versions.ISTIO_API}"],
+                         cwd=versions.LAB_DIR, capture_output=True, text=True, check=False)
+    if out.returncode != 0:
+        raise SystemExit(f"go mod download istio.io/api failed: {out.stdout}{out.stderr}")
+    module_dir = Path(json.loads(out.stdout)["Dir"])
+    target.parent.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(module_dir / "kubernetes" / "customresourcedefinitions.gen.yaml", target)
+
+
+def ensure_all() -> None:
+    if shutil.which("go") is None:
+        raise SystemExit("the lab builds its binaries with Go, and `go` is not on PATH")
+    ensure_istio_crds()
+    ensure_etcd()
+    ensure_kwok()
+    ensure_kubernetes()
+
+
+if __name__ == "__main__":
+    ensure_all()
+    sys.exit(0)
