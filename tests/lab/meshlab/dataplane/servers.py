@@ -1,0 +1,549 @@
+"""The I/O layer: loopback listeners and what each hop does with a connection.
+
+One thread accepts per listener, one thread serves each connection; every socket has a
+timeout, every upstream connection goes through `net.dial`. The routing decisions are the
+pure `rules.plan_*` functions; this module only moves bytes and records hops.
+
+Listener kinds (the spec tuple a listener is created with):
+  ("sidecar", cluster)                          HTTP proxy on the cluster's sidecar_proxy address
+  ("ingress-gateway"|"egress-gateway", cluster, ns, pod)   mapped pod IP:15443, emulated mTLS
+  ("lb"|"nodeport", cluster, ns, service, port)  kube-proxy: L4 to a ready endpoint
+"""
+
+from __future__ import annotations
+
+import logging
+import socket
+import threading
+import time
+import uuid
+from typing import Any, Callable, Protocol
+from urllib.parse import urlsplit
+
+from . import hops, net, rules, wire
+
+log = logging.getLogger("meshlab.dataplane")
+
+IO_TIMEOUT = 15.0  # idle seconds on any connection before the hop gives up
+PEEK_TIMEOUT = 2.0  # how long an L4 hop waits for the first line to learn the request id
+
+
+class DataPlaneState(Protocol):
+    state_dir: str
+    lab_hosts: dict[str, str]
+
+    def view(self, cluster: str) -> rules.ClusterView | None: ...
+
+
+# ---------------------------------------------------------------- listeners
+
+class Listener:
+    """A loopback TCP listener; `handler(conn, spec)` runs in a thread per connection."""
+
+    def __init__(self, address: str, port: int, spec: tuple, handler: Callable[[socket.socket, tuple], None]):
+        self.address, self.port, self.spec, self.handler = address, port, spec, handler
+        self.sock = net.listen(address, port)
+        self.sock.settimeout(0.5)
+        self._stopped = threading.Event()
+        self.thread = threading.Thread(target=self._loop, name=f"listen-{address}:{port}", daemon=True)
+        self.thread.start()
+
+    def _loop(self) -> None:
+        try:
+            while not self._stopped.is_set():
+                try:
+                    conn, _peer = self.sock.accept()
+                except socket.timeout:
+                    continue
+                except OSError:
+                    if self._stopped.is_set():
+                        break
+                    time.sleep(0.1)
+                    continue
+                threading.Thread(target=self._serve, args=(conn,), daemon=True,
+                                 name=f"conn-{self.address}:{self.port}").start()
+        finally:
+            self.sock.close()
+
+    def _serve(self, conn: socket.socket) -> None:
+        try:
+            conn.settimeout(IO_TIMEOUT)
+            self.handler(conn, self.spec)
+        except Exception:  # noqa: BLE001 - a connection must never take the data plane down
+            log.exception("%s:%s %s: connection failed", self.address, self.port, self.spec[0])
+        finally:
+            try:
+                conn.close()
+            except OSError:
+                pass
+
+    def stop(self) -> None:
+        self._stopped.set()
+        try:
+            self.sock.shutdown(socket.SHUT_RDWR)  # wakes accept() at once on Linux
+        except OSError:
+            pass
+        self.thread.join(timeout=2)
+
+
+# ---------------------------------------------------------------- helpers
+
+def _close_quietly(sock: socket.socket | None) -> None:
+    if sock is None:
+        return
+    try:
+        sock.close()
+    except OSError:
+        pass
+
+
+def _pump(src, dst: socket.socket) -> None:
+    """Copy bytes from a buffered reader to a socket until EOF; then half-close `dst`."""
+    try:
+        while True:
+            chunk = src.read1(65536)
+            if not chunk:
+                break
+            dst.sendall(chunk)
+    except (OSError, ValueError):
+        pass
+    finally:
+        try:
+            dst.shutdown(socket.SHUT_WR)
+        except OSError:
+            pass
+
+
+def relay(client: socket.socket, client_rfile, upstream: socket.socket, label: str,
+          on_response: Callable[[int | None, str], None]) -> None:
+    """L4 relay in both directions, adding `label` to the first HTTP response's x-meshlink-path.
+
+    `on_response(status, note)` is called exactly once: when the response head arrives, before
+    it is passed on (so the hop is recorded before the client can see the response), or when
+    the upstream closes without one. Returns when the upstream closes.
+    """
+    reported = False
+
+    def report(status: int | None, note: str) -> None:
+        nonlocal reported
+        if not reported:
+            reported = True
+            on_response(status, note)
+
+    upstream.settimeout(IO_TIMEOUT)
+    up = threading.Thread(target=_pump, args=(client_rfile, upstream), daemon=True)
+    up.start()
+    up_rfile = upstream.makefile("rb")
+    try:
+        first = up_rfile.readline(wire.MAX_HEAD + 1)
+        if not first:
+            report(None, "upstream closed the connection without a response")
+            return
+        if first.startswith(b"HTTP/"):
+            head = wire.read_head(up_rfile, "response", first_line=first)
+            assert head is not None
+            wire.prepend_path(head, label)
+            report(head.status, "")
+            client.sendall(head.encode())
+        else:
+            report(None, "non-HTTP response relayed as is")
+            client.sendall(first)
+        while True:
+            chunk = up_rfile.read1(65536)
+            if not chunk:
+                break
+            client.sendall(chunk)
+    except (OSError, wire.ProtocolError) as exc:
+        report(None, f"relay failed: {exc}")
+    finally:
+        # The upstream is done: end the client connection too, which also wakes the pump
+        # thread blocked reading from the client (it would otherwise hold the reader's lock).
+        for sock in (client, upstream):
+            try:
+                sock.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+        up.join(timeout=2)
+        up_rfile.close()
+
+
+def dial_first(targets: list[rules.Target]) -> tuple[socket.socket, rules.Target, list[str]]:
+    """Connect to the first target that accepts (Envoy retries connect failures)."""
+    errors = []
+    for t in targets[:3]:
+        try:
+            return net.dial(t.address, t.port), t, errors
+        except net.DialRefused as exc:
+            errors.append(str(exc))
+        except OSError as exc:
+            errors.append(f"connect {t.address}:{t.port} ({net.map_address(t.address)}): {exc}")
+    raise ConnectionError("; ".join(errors) or "no targets")
+
+
+def _target_text(t: rules.Target) -> str:
+    mapped = net.map_address(t.address)
+    return t.desc if mapped == t.address or mapped in t.desc else f"{t.desc} via {mapped}:{t.port}"
+
+
+# ---------------------------------------------------------------- hops
+
+ENVOY_BODIES = {
+    "no-endpoints": "no healthy upstream",
+    "no-subset": "no healthy upstream",
+    "connect": "upstream connect error or disconnect/reset before headers. reset reason: connection failure",
+    "reset": "upstream connect error or disconnect/reset before headers. reset reason: connection termination",
+}
+
+
+class Handlers:
+    """What each kind of listener does; `dp` gives the current views and settings."""
+
+    def __init__(self, dp: DataPlaneState):
+        self.dp = dp
+
+    def for_spec(self, spec: tuple) -> Callable[[socket.socket, tuple], None]:
+        return {"sidecar": self.sidecar, "ingress-gateway": self.gateway, "egress-gateway": self.gateway,
+                "lb": self.forward, "nodeport": self.forward, "status-port": self.status_port}[spec[0]]
+
+    def _record(self, hop: dict[str, Any]) -> None:
+        hops.record(self.dp.state_dir, hop)
+
+    def _record_response(self, hop: dict[str, Any], status: int | None, note: str) -> None:
+        hop["status"] = status
+        if note:
+            hop["detail"] = (hop.get("detail", "") + "; " + note).lstrip("; ")
+        hop["ms"] = round((time.time() - hop["ts"]) * 1000, 1)
+        self._record(hop)
+
+    # ------------------------------------------------------------ sidecar
+
+    def sidecar(self, conn: socket.socket, spec: tuple) -> None:
+        cluster = spec[1]
+        local = "%s:%s" % conn.getsockname()[:2]
+        rfile = conn.makefile("rb")
+        try:
+            while self._sidecar_request(conn, rfile, cluster, local):
+                pass
+        finally:
+            rfile.close()
+
+    def _sidecar_request(self, conn: socket.socket, rfile, cluster: str, local: str) -> bool:
+        """Serve one proxied request; True when the client may send another."""
+        try:
+            head = wire.read_head(rfile, "request")
+        except (OSError, wire.ProtocolError):
+            return False
+        if head is None:
+            return False
+        started = time.time()
+        rid = head.get("x-request-id") or ""
+        if not wire.REQUEST_ID.match(rid):
+            rid = str(uuid.uuid4())
+        head.set("x-request-id", rid)
+        hop: dict[str, Any] = {"ts": started, "request_id": rid, "cluster": cluster, "hop": "sidecar",
+                               "address": local}
+        label = f"sidecar[{cluster}]"
+
+        if head.method == "CONNECT":
+            hop["error"] = "CONNECT (HTTPS through the proxy) is not emulated: the lab's sidecar speaks HTTP"
+            self._record(hop)
+            conn.sendall(wire.simple_response(501, "Not Implemented", hop["error"] + "\n",
+                                              [("x-meshlink-lab-error", hop["error"]),
+                                               ("x-meshlink-path", label)]))
+            return False
+        if (head.get("expect") or "").lower() == "100-continue":
+            conn.sendall(b"HTTP/1.1 100 Continue\r\n\r\n")
+            head.remove("expect")
+        try:
+            body = wire.read_body(rfile, head)
+        except (OSError, wire.ProtocolError) as exc:
+            hop["error"] = f"bad request from the client: {exc}"
+            self._record(hop)
+            return False
+
+        target = head.target
+        try:
+            if target.startswith("http://") or target.startswith("https://"):
+                parts = urlsplit(target)
+                host, port = parts.hostname or "", parts.port or (443 if parts.scheme == "https" else 80)
+                path = parts.path or "/"
+                if parts.query:
+                    path += "?" + parts.query
+            else:
+                hostport = head.get("host") or ""
+                host, _, p = hostport.rpartition(":") if hostport.count(":") == 1 else (hostport, "", "")
+                host = host or hostport
+                port = int(p) if p.isdigit() else 80
+                path = target
+            if not host or not 0 < port < 65536:
+                raise ValueError("no host or port")
+        except ValueError as exc:
+            hop["error"] = f"bad request target {target[:200]!r}: {exc}"
+            self._record(hop)
+            conn.sendall(wire.simple_response(400, "Bad Request", hop["error"] + "\n",
+                                              [("x-meshlink-lab-error", "bad-request"), ("x-meshlink-path", label)]))
+            return False
+        hop["detail"] = f"{head.method} http://{host}:{port}{path}"
+        request = {"method": head.method, "path": path, "port": port, "authority": host,
+                   "headers": {k.lower(): v for k, v in head.headers}}
+
+        view = self.dp.view(cluster)
+        try:
+            if view is None:
+                raise rules.RouteError(f"{cluster} has not been read from its API server yet", "no-view", None)
+            plan = rules.plan_sidecar(view, host, port, request, rid, self.dp.lab_hosts)
+        except rules.RouteError as exc:
+            return self._sidecar_fail(conn, hop, label, exc.message, exc.kind, exc.status)
+        hop["detail"] += "; " + "; ".join(plan.detail)
+        hop["sni"] = plan.sni
+
+        try:
+            upstream, t, skipped = dial_first(plan.targets)
+        except ConnectionError as exc:
+            return self._sidecar_fail(conn, hop, label, str(exc), "connect", 503)
+        hop["target"] = _target_text(t)
+        if skipped:
+            hop["detail"] += "; connect failed first: " + "; ".join(skipped)
+
+        out = wire.Head([head.method, path, "HTTP/1.1"], list(head.headers))
+        out.remove(*wire.HOP_BY_HOP)  # one request per upstream connection; closing it ends the chain
+        if body or head.get("content-length") is not None or head.get("transfer-encoding"):
+            out.remove("transfer-encoding")
+            out.set("content-length", str(len(body)))
+        up_rfile = None
+        try:
+            upstream.settimeout(IO_TIMEOUT)
+            if plan.sni:
+                upstream.sendall(wire.encode_preamble(plan.sni, rid))
+            upstream.sendall(out.encode() + body)
+            up_rfile = upstream.makefile("rb")
+            try:
+                resp = wire.read_head(up_rfile, "response")
+            except (OSError, wire.ProtocolError) as exc:
+                resp = None
+                hop["detail"] += f"; upstream: {exc}"
+            if resp is None:
+                return self._sidecar_fail(conn, hop, label, f"upstream {t.address}:{t.port} closed the "
+                                          "connection without a response", "reset", 503)
+            hop["status"] = resp.status
+            wire.prepend_path(resp, label)
+            resp.remove("connection", "keep-alive")
+            resp.set("server", "envoy")
+            resp.set("x-envoy-upstream-service-time", str(int((time.time() - started) * 1000)))
+            keep = (head.get("connection") or head.get("proxy-connection") or "").lower() != "close" \
+                and head.start[2] == "HTTP/1.1" and (
+                    resp.get("content-length") is not None
+                    or "chunked" in (resp.get("transfer-encoding") or "").lower()
+                    or not wire.response_has_body(head.method, resp.status))
+            resp.set("connection", "keep-alive" if keep else "close")
+            hop["ms"] = round((time.time() - started) * 1000, 1)
+            self._record(hop)  # before the client can see the response
+            conn.sendall(resp.encode())
+            wire.copy_response_body(up_rfile, conn, resp, head.method)
+        except (OSError, wire.ProtocolError) as exc:
+            hop["error"] = f"relaying the response failed: {exc}"
+            hop["ms"] = round((time.time() - started) * 1000, 1)
+            self._record(hop)
+            keep = False
+        finally:
+            if up_rfile is not None:
+                up_rfile.close()
+            _close_quietly(upstream)
+        return keep
+
+    def _sidecar_fail(self, conn: socket.socket, hop: dict, label: str, message: str, kind: str,
+                      status: int | None) -> bool:
+        """Record the failure; answer like Envoy (status) or close like a failed lookup (None)."""
+        downstream = hops.path(self.dp.state_dir, hop["request_id"], tail_bytes=2 * 1024 * 1024)
+        deeper = [h for h in downstream if h.get("hop") != "sidecar" and h.get("ts", 0) >= hop["ts"]]
+        cause = next((h for h in reversed(deeper) if h.get("error")), None)
+        hop["error"] = message if not cause else f"{message} (cause: {hops.label(cause)}: {cause['error']})"
+        hop["ms"] = round((time.time() - hop["ts"]) * 1000, 1)
+        self._record(hop)
+        if status is None:
+            return False  # the client sees the connection close: curl exits 52 "Empty reply from server"
+        path = " > ".join([label] + [hops.label(h) for h in deeper])
+        reason = {404: "Not Found", 503: "Service Unavailable"}.get(status, "Error")
+        body = ENVOY_BODIES.get(kind, "") if status == 503 else ""
+        err = hop["error"].replace("\r", " ").replace("\n", " ")[:900]
+        hop_status = [("x-meshlink-lab-error", f"{kind}: {err}"), ("x-meshlink-path", path),
+                      ("server", "envoy")]
+        try:
+            conn.sendall(wire.simple_response(status, reason, body, hop_status))
+        except OSError:
+            pass
+        return False
+
+    # ------------------------------------------------------------ gateways
+
+    def gateway(self, conn: socket.socket, spec: tuple) -> None:
+        kind, cluster, ns, pod_name = spec
+        started = time.time()
+        local = "%s:%s" % conn.getsockname()[:2]
+        hop: dict[str, Any] = {"ts": started, "cluster": cluster, "hop": kind, "pod": pod_name,
+                               "namespace": ns, "address": local}
+        label = f"{kind}[{cluster} {ns}/{pod_name}]"
+        rfile = conn.makefile("rb")
+        upstream = None
+        try:
+            conn.settimeout(PEEK_TIMEOUT * 2)
+            try:
+                line = rfile.readline(1024)
+            except OSError:
+                line = b""
+            if not line:
+                return  # a probe that connected and left
+            try:
+                sni, rid = wire.parse_preamble(line)
+            except wire.ProtocolError as exc:
+                hop["request_id"] = _request_id_of_plaintext(line, rfile)
+                hop["error"] = (f"TLS handshake failed: {exc}; the client sent plain text (is there a "
+                                "DestinationRule with tls ISTIO_MUTUAL for the host?)")
+                self._record(hop)
+                return
+            hop["request_id"], hop["sni"] = rid, sni
+            conn.settimeout(IO_TIMEOUT)
+            view = self.dp.view(cluster)
+            pod = view.pod(ns, pod_name) if view else None
+            try:
+                if view is None or pod is None:
+                    raise rules.RouteError(f"gateway pod {ns}/{pod_name} is not in the {cluster} view", "no-view")
+                if kind == "ingress-gateway":
+                    plan = rules.plan_ingress(view, pod, conn.getsockname()[1], sni)
+                else:
+                    plan = rules.plan_egress(view, pod, sni, self.dp.lab_hosts, rid)
+            except rules.RouteError as exc:
+                hop["error"] = f"connection reset: {exc.message}"
+                self._record(hop)
+                return
+            hop["detail"] = "; ".join(plan.detail)
+            try:
+                upstream, t, skipped = dial_first(plan.targets)
+            except ConnectionError as exc:
+                hop["error"] = f"upstream connect failed: {exc}"
+                self._record(hop)
+                return
+            hop["target"] = _target_text(t)
+            if plan.sni != sni:
+                hop["detail"] += f"; SNI rewritten to {plan.sni}"
+            if skipped:
+                hop["detail"] += "; connect failed first: " + "; ".join(skipped)
+            upstream.sendall(wire.encode_preamble(plan.sni or sni, rid))
+            relay(conn, rfile, upstream, label, lambda status, note: self._record_response(hop, status, note))
+        finally:
+            _close_quietly(upstream)
+            rfile.close()
+
+    # ------------------------------------------------------------ gateway status port
+
+    def status_port(self, conn: socket.socket, spec: tuple) -> None:
+        """The gateway's 15021: 200 on GET /healthz/ready (Envoy's readiness), else 404."""
+        _, cluster, ns, pod_name, kind = spec
+        started = time.time()
+        rfile = conn.makefile("rb")
+        try:
+            head = wire.read_head(rfile, "request")
+        except (OSError, wire.ProtocolError):
+            head = None
+        finally:
+            rfile.close()
+        if head is None:
+            return
+        path = head.target.split("?", 1)[0]
+        if "://" in path:
+            path = "/" + path.split("://", 1)[1].partition("/")[2]
+        status = 200 if path == "/healthz/ready" else 404
+        label = f"{kind}[{cluster} {ns}/{pod_name}]"
+        self._record({"ts": started, "request_id": head.get("x-request-id"), "cluster": cluster, "hop": kind,
+                      "pod": pod_name, "namespace": ns, "address": "%s:%s" % conn.getsockname()[:2],
+                      "status": status, "detail": f"status port: {head.method} {path}"})
+        conn.sendall(wire.simple_response(status, "OK" if status == 200 else "Not Found", "",
+                                          [("x-meshlink-path", label), ("server", "envoy")]))
+
+    # ------------------------------------------------------------ kube-proxy (LB IPs, nodePorts)
+
+    def forward(self, conn: socket.socket, spec: tuple) -> None:
+        kind, cluster, ns, name, port = spec
+        started = time.time()
+        local = "%s:%s" % conn.getsockname()[:2]
+        hop: dict[str, Any] = {"ts": started, "cluster": cluster, "hop": kind, "address": local}
+        label = f"{kind}[{cluster} {local}]"
+        rfile = conn.makefile("rb")
+        upstream = None
+        try:
+            prefix, rid, sni = _peek_identity(conn, rfile)
+            hop["request_id"], hop["sni"] = rid, sni
+            conn.settimeout(IO_TIMEOUT)
+            view = self.dp.view(cluster)
+            try:
+                if view is None:
+                    raise rules.RouteError(f"{cluster} has not been read from its API server yet", "no-view")
+                targets = rules.plan_service_forward(view, ns, name, port, rid or str(uuid.uuid4()))
+            except rules.RouteError as exc:
+                hop["error"] = f"connection refused: {exc.message}"
+                self._record(hop)
+                return
+            try:
+                upstream, t, skipped = dial_first(targets)
+            except ConnectionError as exc:
+                hop["error"] = f"Service {ns}/{name}:{port}: {exc}"
+                self._record(hop)
+                return
+            hop["target"] = _target_text(t)
+            hop["detail"] = f"Service {ns}/{name} port {port}" + (
+                "; connect failed first: " + "; ".join(skipped) if skipped else "")
+            if prefix:
+                upstream.sendall(prefix)
+            relay(conn, rfile, upstream, label, lambda status, note: self._record_response(hop, status, note))
+        finally:
+            _close_quietly(upstream)
+            rfile.close()
+
+
+def _peek_identity(conn: socket.socket, rfile) -> tuple[bytes, str, str]:
+    """Read the first line (and, for plain HTTP, the head) to learn request id and SNI.
+
+    Returns the bytes consumed (to be forwarded first), request id, SNI.
+    """
+    conn.settimeout(PEEK_TIMEOUT)
+    consumed = b""
+    try:
+        line = rfile.readline(4096)
+        consumed = line
+        if line.startswith(wire.PREAMBLE_PREFIX):
+            try:
+                sni, rid = wire.parse_preamble(line)
+                return consumed, rid, sni
+            except wire.ProtocolError:
+                return consumed, "", ""
+        if b"HTTP/" in line:
+            while len(consumed) < wire.MAX_HEAD:
+                nxt = rfile.readline(wire.MAX_HEAD)
+                consumed += nxt
+                if nxt in (b"\r\n", b"\n", b""):
+                    break
+                k, _, v = nxt.decode("latin-1").partition(":")
+                if k.strip().lower() == "x-request-id":
+                    rid = v.strip()
+                    if wire.REQUEST_ID.match(rid):
+                        return consumed, rid, ""  # the rest of the head is forwarded by the relay
+    except (OSError, ValueError):
+        pass
+    return consumed, "", ""
+
+
+def _request_id_of_plaintext(first_line: bytes, rfile) -> str:
+    """x-request-id of a plain-text HTTP request that reached a TLS port (for the hop log)."""
+    if b"HTTP/" not in first_line:
+        return ""
+    try:
+        for _ in range(100):
+            line = rfile.readline(8192)
+            if line in (b"\r\n", b"\n", b""):
+                break
+            k, _, v = line.decode("latin-1").partition(":")
+            if k.strip().lower() == "x-request-id" and wire.REQUEST_ID.match(v.strip()):
+                return v.strip()
+    except (OSError, ValueError):
+        pass
+    return ""
