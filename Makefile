@@ -37,7 +37,11 @@ unit: venv
 
 # ansible-test needs the collection at ansible_collections/<ns>/<name>; sanity runs on what
 # `ansible-galaxy collection build` ships (the lab and the e2e suite are build_ignore'd).
+PIP_BOOTSTRAP_VERSION = $(shell $(BIN)/python -c "from ansible_test._internal.python_requirements import get_venv_packages; from ansible_test._internal.host_configs import NativePythonConfig; print(get_venv_packages(NativePythonConfig(version='3.11'))['pip'].replace('.', '_'))" 2>/dev/null || echo 24_2)
+
 sanity: venv
+	mkdir -p $(HOME)/.ansible/test/cache
+	cp tests/sanity/pip_bootstrap.py $(HOME)/.ansible/test/cache/get_pip_$(PIP_BOOTSTRAP_VERSION).py
 	rm -rf $(SANITY_ROOT) && mkdir -p $(SANITY_ROOT)/ansible_collections/meshlink/multicluster
 	rsync -a --exclude .venv --exclude .git --exclude .collections --exclude tests/lab \
 	  --exclude tests/integration --exclude tests/output --exclude '__pycache__' --exclude benchmarks/results \

@@ -1,0 +1,192 @@
+# -*- coding: utf-8 -*-
+# Copyright: (c) 2026, Meshlink contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+
+"""Test doubles and seed data shared by the unit tests.
+
+``FakeCluster`` stands in for ``_client.Cluster`` at its verb level (get/list/apply/...):
+an in-memory object store that behaves like the API server where the logic depends on it
+(404 as None, label selectors, resourceVersion bumps only on real changes, 409 on a stale
+resourceVersion, dry run that stores nothing). Every call is recorded, so tests can assert
+that bad input made no call and that a second run wrote nothing.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+from typing import Any, Dict, List, Optional, Tuple
+
+from ansible_collections.meshlink.multicluster.plugins.module_utils._errors import ApiError
+
+WRITE_VERBS = ('create', 'replace', 'delete', 'apply')
+
+# The seed's objects (000_68559be6559f3dab.txt), as the API returns them, with the gateway
+# address placeholder filled in.
+SEED_GATEWAY = '192.0.2.10'
+SEED_VIP = '127.255.0.2'
+SEED_SIDECAR_SPEC = {
+    'hosts': ['httpbin.bar.global'],
+    'location': 'MESH_INTERNAL',
+    'ports': [{'name': 'http1', 'number': 8000, 'protocol': 'http'}],
+    'resolution': 'DNS',
+    'addresses': [SEED_VIP],
+    'endpoints': [{'address': SEED_GATEWAY, 'ports': {'http1': 15443}}],
+}
+SEED_EGRESS_ENDPOINTS = [
+    {'address': SEED_GATEWAY, 'network': 'external', 'ports': {'http1': 15443}},
+    {'address': 'istio-egressgateway.istio-system.svc.cluster.local', 'ports': {'http1': 15443}},
+]
+SEED_VERSIONED_ENDPOINTS = [
+    {'address': SEED_GATEWAY, 'labels': {'version': 'beta', 'some': 'thing', 'foo': 'bar'}, 'ports': {'http1': 15443}},
+]
+
+
+def seed_service(**overrides: Any) -> Dict[str, Any]:
+    """The seed's httpbin in cluster2's ``bar``, consumed from cluster1's ``foo`` (raw inventory form)."""
+    service = {'name': 'httpbin', 'namespace': 'bar', 'cluster': 'cluster2',
+               'consumers': [{'cluster': 'cluster1', 'namespace': 'foo'}]}
+    service.update(overrides)
+    return service
+
+
+def _split(path: str) -> Tuple[str, Optional[str], Optional[str]]:
+    """``(plural, namespace, name)`` of an API path built by ``_client.core_path/group_path``."""
+    parts = path.strip('/').split('/')
+    parts = parts[2:] if parts[0] == 'api' else parts[3:]
+    namespace = None
+    if parts and parts[0] == 'namespaces' and len(parts) >= 3:
+        namespace = parts[1]
+        parts = parts[2:]
+    if parts[0] == 'namespaces' and len(parts) == 2:
+        return 'namespaces', None, parts[1]
+    return parts[0], namespace, parts[1] if len(parts) > 1 else None
+
+
+def _matches(obj: Dict[str, Any], selector: Optional[str]) -> bool:
+    if not selector:
+        return True
+    labels = (obj.get('metadata') or {}).get('labels') or {}
+    for term in selector.split(','):
+        key, _separator, value = term.partition('=')
+        if labels.get(key) != value:
+            return False
+    return True
+
+
+class FakeCluster:
+    """In-memory stand-in for ``_client.Cluster`` (see the module docstring)."""
+
+    def __init__(self, objects: Optional[List[Tuple[str, Dict[str, Any]]]] = None,
+                 served: Optional[Dict[str, List[str]]] = None, dry_run: bool = False,
+                 context: str = 'fake') -> None:
+        self.context = context
+        self.dry_run = dry_run
+        self.warnings: List[str] = []
+        self.calls: List[Tuple[str, str]] = []
+        self.served = {'networking.istio.io': ['v1alpha3', 'v1beta1', 'v1']} if served is None else served
+        self.store: Dict[Tuple[str, Optional[str], str], Dict[str, Any]] = {}
+        self._version = 100
+        self.fail_next: Dict[str, ApiError] = {}
+        for plural, obj in objects or []:
+            self.put(plural, obj)
+
+    # -- helpers for tests ---------------------------------------------------------------
+
+    def put(self, plural: str, obj: Dict[str, Any]) -> Dict[str, Any]:
+        obj = copy.deepcopy(obj)
+        meta = obj.setdefault('metadata', {})
+        self._version += 1
+        meta['resourceVersion'] = str(self._version)
+        self.store[(plural, meta.get('namespace'), meta['name'])] = obj
+        return obj
+
+    def writes(self) -> List[Tuple[str, str]]:
+        return [call for call in self.calls if call[0] in WRITE_VERBS]
+
+    def objects(self, plural: str) -> List[Dict[str, Any]]:
+        return [obj for (kind, _ns, _name), obj in sorted(self.store.items(), key=lambda i: str(i[0])) if kind == plural]
+
+    # -- the Cluster interface -----------------------------------------------------------
+
+    def _record(self, verb: str, path: str) -> None:
+        self.calls.append((verb, path))
+        if verb in self.fail_next:
+            raise self.fail_next.pop(verb)
+
+    def served_versions(self, group: str) -> List[str]:
+        self._record('discover', '/apis')
+        return list(self.served.get(group, []))
+
+    def networking_version(self) -> str:
+        from ansible_collections.meshlink.multicluster.plugins.module_utils._client import newest_version
+        version = newest_version(self.served.get('networking.istio.io', []))
+        if version is None:
+            raise ApiError('Context %s does not serve the networking.istio.io API' % self.context, status=404)
+        return version
+
+    def server_version(self) -> Dict[str, Any]:
+        self._record('read', '/version')
+        return {'gitVersion': 'v1.36.1'}
+
+    def get(self, path: str, what: Any) -> Optional[Dict[str, Any]]:
+        self._record('get', path)
+        plural, namespace, name = _split(path)
+        obj = self.store.get((plural, namespace, name))
+        return copy.deepcopy(obj) if obj is not None else None
+
+    def list(self, path: str, what: Any, label_selector: Optional[str] = None) -> List[Dict[str, Any]]:
+        self._record('list', path)
+        plural, namespace, _name = _split(path)
+        return [copy.deepcopy(obj) for (kind, ns, _n), obj in sorted(self.store.items(), key=lambda i: str(i[0]))
+                if kind == plural and (namespace is None or ns == namespace) and _matches(obj, label_selector)]
+
+    def create(self, path: str, body: Dict[str, Any], what: Any) -> Dict[str, Any]:
+        self._record('create', path)
+        plural, namespace, _name = _split(path)
+        key = (plural, namespace, body['metadata']['name'])
+        if key in self.store:
+            raise ApiError('Could not create %s: already exists' % (what,), status=409, reason='AlreadyExists')
+        return copy.deepcopy(body) if self.dry_run else self.put(plural, body)
+
+    def replace(self, path: str, body: Dict[str, Any], what: Any) -> Dict[str, Any]:
+        self._record('replace', path)
+        plural, namespace, name = _split(path)
+        current = self.store.get((plural, namespace, name))
+        if current is None:
+            raise ApiError('Could not replace %s: not found' % (what,), status=404, reason='NotFound')
+        wanted = body['metadata'].get('resourceVersion')
+        if wanted and wanted != current['metadata']['resourceVersion']:
+            raise ApiError('Could not replace %s: the object has been modified' % (what,), status=409,
+                           reason='Conflict')
+        return copy.deepcopy(body) if self.dry_run else self.put(plural, body)
+
+    def delete(self, path: str, what: Any, resource_version: Optional[str] = None) -> bool:
+        self._record('delete', path)
+        plural, namespace, name = _split(path)
+        current = self.store.get((plural, namespace, name))
+        if current is None:
+            return False
+        if resource_version and resource_version != current['metadata']['resourceVersion']:
+            raise ApiError('Could not delete %s: precondition failed' % (what,), status=409, reason='Conflict')
+        if not self.dry_run:
+            del self.store[(plural, namespace, name)]
+        return True
+
+    def apply(self, path: str, body: Dict[str, Any], what: Any, force: bool = True) -> Dict[str, Any]:
+        """Server-side apply as far as the logic sees it: our fields replace, others' stay."""
+        self._record('apply', path)
+        plural, namespace, name = _split(path)
+        current = self.store.get((plural, namespace, name))
+        merged = copy.deepcopy(current) if current else {'metadata': {'name': name, 'namespace': namespace}}
+        merged['apiVersion'] = body['apiVersion']
+        merged['kind'] = body['kind']
+        merged.setdefault('metadata', {}).setdefault('labels', {}).update(body['metadata'].get('labels') or {})
+        merged_spec = dict(merged.get('spec') or {})
+        merged_spec.update(body.get('spec') or {})
+        merged['spec'] = merged_spec
+        if current is not None and json.dumps(merged, sort_keys=True) == json.dumps(current, sort_keys=True):
+            return copy.deepcopy(current)  # a no-op apply keeps the resourceVersion
+        if self.dry_run:
+            return merged
+        return self.put(plural, merged)
