@@ -56,8 +56,14 @@ def desired_config(state: Path) -> dict[str, Any]:
     istio = parse_per_cluster(os.environ.get("LAB_ISTIO_VERSION", ""), names,
                               versions.DEFAULT_ISTIO_VERSION, "LAB_ISTIO_VERSION")
     without = parse_per_cluster(os.environ.get("LAB_WITHOUT", ""), names, "", "LAB_WITHOUT")
+    # A second lab on the same machine (benchmarks beside the e2e suite) takes other
+    # addresses: cluster N uses address index base+N in every range of the address plan.
+    base = int(os.environ.get("LAB_INDEX_BASE", previous.get("index_base", 0)))
+    if not 0 <= base <= 240:
+        raise SystemExit("LAB_INDEX_BASE must be between 0 and 240")
     clusters = []
-    for i, name in enumerate(names, start=1):
+    for n, name in enumerate(names, start=1):
+        i = base + n
         old = prev.get(name, {})
         mode = lb[name] if "LAB_LB" in os.environ or not old else old.get("lb", "ip")
         if mode not in LB_MODES:
@@ -77,7 +83,7 @@ def desired_config(state: Path) -> dict[str, Any]:
             "pod_cidr": f"198.18.{i}.0/24", "service_cidr": f"198.19.{i}.0/24",
             "node_ip": f"127.50.{i}.1", "sidecar_proxy": f"127.60.{i}.1:15001",
         })
-    return {"kubeconfig": str(state / "kubeconfig"), "clusters": clusters}
+    return {"kubeconfig": str(state / "kubeconfig"), "index_base": base, "clusters": clusters}
 
 
 def load_config(state: Path) -> dict[str, Any]:
