@@ -406,9 +406,12 @@ class Cluster:
         body: Dict[str, Any] = {'kind': 'DeleteOptions', 'apiVersion': 'v1', 'propagationPolicy': 'Background'}
         if resource_version:
             body['preconditions'] = {'resourceVersion': resource_version}
+        if self.dry_run:
+            # With a DeleteOptions body the API server reads dryRun from the body and ignores
+            # the query string: a query-only dryRun would delete for real.
+            body['dryRun'] = ['All']
         try:
-            self.request('DELETE', path, what, 'delete', body=body,
-                         query={'dryRun': 'All' if self.dry_run else None})
+            self.request('DELETE', path, what, 'delete', body=body)
         except ApiError as error:
             if error.status == 404:
                 return False

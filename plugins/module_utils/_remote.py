@@ -40,7 +40,7 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 from ansible_collections.meshlink.multicluster.plugins.module_utils import _render
 from ansible_collections.meshlink.multicluster.plugins.module_utils._client import ObjectRef, group_path
-from ansible_collections.meshlink.multicluster.plugins.module_utils._errors import InputError, MeshlinkError
+from ansible_collections.meshlink.multicluster.plugins.module_utils._errors import ApiError, InputError, MeshlinkError
 from ansible_collections.meshlink.multicluster.plugins.module_utils._mesh import (
     consumed_by,
     exported_by,
@@ -247,6 +247,7 @@ def reconcile_remote_services(cluster: Any, services: Any, role: str, cluster_na
     to_delete.sort(key=lambda k: (DELETE_ORDER.get(k[0], 9), k[1], k[2]))
 
     check_mode = bool(getattr(cluster, 'dry_run', False))
+    warnings: List[str] = []
     objects: List[Dict[str, str]] = []
     diffs: List[Dict[str, Any]] = []
     changed = False
@@ -254,7 +255,16 @@ def reconcile_remote_services(cluster: Any, services: Any, role: str, cluster_na
         if not needs_apply(obj, current):
             objects.append(_entry(key, 'unchanged'))
             continue
-        answer = cluster.apply(_plural_path(api_version, key[0], key[1], key[2]), obj, _ref(key))
+        try:
+            answer = cluster.apply(_plural_path(api_version, key[0], key[1], key[2]), obj, _ref(key))
+        except ApiError as error:
+            if not (check_mode and current is None and error.status == 404 and key[1]):
+                raise
+            # Check mode of a whole setup: the namespace is created by an earlier step that
+            # only pretended to, so the server cannot dry-run into it. Predict the create.
+            warnings.append('%s %s/%s: namespace %s does not exist yet; the create is predicted without a '
+                            'server-side dry run' % (key[0], key[1], key[2], key[1]))
+            answer = None
         if current is None:
             action = 'would_create' if check_mode else 'created'
         else:
@@ -277,4 +287,4 @@ def reconcile_remote_services(cluster: Any, services: Any, role: str, cluster_na
         changed = True
         objects.append(_entry(key, 'would_delete' if check_mode else 'deleted'))
         diffs.append(_diff(key, existing[key], None))
-    return {'objects': objects, 'api_version': api_version, 'changed': changed, 'diff': diffs}
+    return {'objects': objects, 'api_version': api_version, 'changed': changed, 'diff': diffs, 'warnings': warnings}

@@ -316,6 +316,17 @@ def test_delete_with_a_resource_version_precondition(api):
     assert _cluster(api).delete('/api/v1/namespaces/x/configmaps/gone', ObjectRef('ConfigMap')) is False
 
 
+@pytest.mark.parametrize('dry_run', [True, False])
+def test_check_mode_delete_carries_dry_run_in_the_body(api, dry_run):
+    # The API server takes DeleteOptions from the body when there is one and then ignores a
+    # dryRun query parameter: in check mode the body itself must say dryRun.
+    path = '/api/v1/namespaces/istio-system/configmaps/meshlink-vips'
+    api.routes[('DELETE', path)] = (200, {'kind': 'Status', 'status': 'Success'}, {})
+    _cluster(api, dry_run=dry_run).delete(path, ObjectRef('ConfigMap'))
+    body = json.loads(api.requests[-1]['body'])
+    assert body.get('dryRun') == (['All'] if dry_run else None)
+
+
 def test_unreachable_server():
     client, _context = build_api_client({'host': 'http://127.0.0.1:9', 'api_key': 't'})
     with pytest.raises(ApiError) as caught:

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import pytest
 
-from ansible_collections.meshlink.multicluster.plugins.module_utils._errors import InputError, MeshlinkError
+from ansible_collections.meshlink.multicluster.plugins.module_utils._errors import ApiError, InputError, MeshlinkError
 from ansible_collections.meshlink.multicluster.plugins.module_utils._remote import (
     in_role_scope,
     needs_apply,
@@ -96,6 +96,24 @@ def test_check_mode_predicts_without_storing():
     assert [a[3] for a in actions(result)] == ['would_create'] * 3 and result['changed']
     assert cluster.objects('serviceentries') == []
     assert all(verb == 'apply' for verb, _path in cluster.writes())  # sent, as dry runs
+
+
+@pytest.mark.parametrize('dry_run,predicted', [(True, True), (False, False)])
+def test_missing_namespace_is_predicted_in_check_mode_only(monkeypatch, dry_run, predicted):
+    # In a whole `setup --check`, the consumer namespace is created by an earlier step that
+    # only pretended to: the server answers 404 to the dry-run apply into it.
+    cluster = FakeCluster(dry_run=dry_run)
+
+    def no_namespace(path, body, what):
+        raise ApiError('Could not apply %s: namespaces "foo" not found' % (what,), status=404, reason='NotFound')
+    monkeypatch.setattr(cluster, 'apply', no_namespace)
+    if predicted:
+        result = consumer(cluster, [seed_service()])
+        assert [a[3] for a in actions(result)] == ['would_create'] and result['changed']
+        assert 'namespace foo does not exist yet' in result['warnings'][0]
+    else:
+        with pytest.raises(ApiError, match='namespaces "foo" not found'):
+            consumer(cluster, [seed_service()])
 
 
 def test_check_mode_after_a_real_run_reports_unchanged():
