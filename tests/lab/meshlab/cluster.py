@@ -253,12 +253,25 @@ def _wait_deployments(state: Path, c: dict[str, Any]) -> None:
 # ---------------------------------------------------------------- data plane
 
 def _pid_alive(pid_file: Path) -> int | None:
+    """The pid in the file if that process still runs (a zombie counts as gone)."""
     try:
         pid = int(pid_file.read_text().strip())
-        os.kill(pid, 0)
-        return pid
-    except (OSError, ValueError):
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+        return None if state in ("Z", "X") else pid
+    except (OSError, ValueError, IndexError):
         return None
+
+
+def _signal(pid: int, sig: int) -> None:
+    """Signal the process group the data plane leads (its httpbin children too), else the pid."""
+    for send in (lambda: os.killpg(pid, sig), lambda: os.kill(pid, sig)):
+        try:
+            send()
+            return
+        except ProcessLookupError:
+            continue
+        except PermissionError:
+            return
 
 
 def start_dataplane(state: Path) -> None:
@@ -288,13 +301,13 @@ def stop_dataplane(state: Path) -> None:
     pid_file = state / "dataplane.pid"
     pid = _pid_alive(pid_file)
     if pid:
-        os.killpg(pid, signal.SIGTERM)
+        _signal(pid, signal.SIGTERM)
         for _ in range(100):
             if _pid_alive(pid_file) is None:
                 break
             time.sleep(0.1)
         else:
-            os.killpg(pid, signal.SIGKILL)
+            _signal(pid, signal.SIGKILL)
     pid_file.unlink(missing_ok=True)
     (state / "dataplane.ready").unlink(missing_ok=True)
 
