@@ -95,16 +95,7 @@ options:
 extends_documentation_fragment:
   - meshlink.multicluster.connection
   - meshlink.multicluster.connection.action_group
-attributes:
-  check_mode:
-    description: Runs the check in check mode too; it only reads.
-    support: full
-  diff_mode:
-    description: Changes nothing, so there is no diff.
-    support: none
-  idempotent:
-    description: Changes nothing.
-    support: full
+  - meshlink.multicluster.attributes.read_only
 notes:
   - Needs the C(pods/exec) permission (C(create)) in O(namespace).
 '''

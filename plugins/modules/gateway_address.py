@@ -79,16 +79,7 @@ options:
 extends_documentation_fragment:
   - meshlink.multicluster.connection
   - meshlink.multicluster.connection.action_group
-attributes:
-  check_mode:
-    description: Only reads; runs the same in check mode.
-    support: full
-  diff_mode:
-    description: Changes nothing, so there is no diff.
-    support: none
-  idempotent:
-    description: Only reads.
-    support: full
+  - meshlink.multicluster.attributes.read_only
 notes:
   - Listing Nodes needs cluster-wide read access; it happens only when the nodePort fallback is reached.
 seealso:

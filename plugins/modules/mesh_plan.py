@@ -54,16 +54,8 @@ options:
       - Namespace of the consumer-side objects when a consumer does not name one.
     type: str
     default: istio-system
-attributes:
-  check_mode:
-    description: Runs the same in check mode; it never changes anything.
-    support: full
-  diff_mode:
-    description: Nothing changes, so there is no diff.
-    support: none
-  idempotent:
-    description: The same input always gives the same plan.
-    support: full
+extends_documentation_fragment:
+  - meshlink.multicluster.attributes.read_only
 notes:
   - Normalising twice gives the same result, so the returned services can be passed back in.
   - Takes no connection options, so it is not in the C(meshlink.multicluster.k8s) action group.
