@@ -7,6 +7,8 @@ address plan the data plane reads), logs and pid files. ~/.kube/config is never 
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import json
 import os
 import signal
@@ -314,9 +316,22 @@ def stop_dataplane(state: Path) -> None:
 
 # ---------------------------------------------------------------- commands
 
+@contextlib.contextmanager
+def _exclusive(state: Path):
+    """One `up`/`down` at a time per lab: two would race over processes and the data plane."""
+    state.mkdir(parents=True, exist_ok=True)
+    with open(state / "lab.lock", "w", encoding="utf-8") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        yield
+
+
 def up() -> Path:
     state = versions.state_dir()
-    state.mkdir(parents=True, exist_ok=True)
+    with _exclusive(state):
+        return _up(state)
+
+
+def _up(state: Path) -> Path:
     started = time.monotonic()
     build.ensure_all()
     config = desired_config(state)
@@ -350,6 +365,11 @@ def down() -> None:
     if not state.exists():
         _say("down: nothing to do")
         return
+    with _exclusive(state):
+        _down(state)
+
+
+def _down(state: Path) -> None:
     stop_dataplane(state)
     if versions.kwok_bin("kwokctl").exists():
         for name in sorted(existing_clusters(state)):
