@@ -172,7 +172,9 @@ def test_each_gateway_address_kind_gives_a_working_path(mesh, mode, kind):
         assert endpoint["ports"] == {"http1": 15443}
     elif kind == "node":
         node_port = next(p["nodePort"] for p in svc["spec"]["ports"] if p["port"] == 15443)
-        assert endpoint["address"] == "127.50.2.1" and endpoint["ports"] == {"http1": node_port}
+        node_ip = next(a["address"] for a in kget("cluster2", "node", "kwok-node-0")["status"]["addresses"]
+                       if a["type"] == "InternalIP")
+        assert endpoint["address"] == node_ip and endpoint["ports"] == {"http1": node_port}
     else:
         assert endpoint["address"] == svc["status"]["loadBalancer"]["ingress"][0]["ip"]
     rid = f"t-{uuid.uuid4().hex[:10]}"
