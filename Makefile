@@ -36,7 +36,7 @@ unit: venv
 	$(BIN)/pytest -q -p no:cacheprovider tests/unit tests/lab/unit
 
 # ansible-test needs the collection at ansible_collections/<ns>/<name>; sanity runs on what
-# `ansible-galaxy collection build` ships (the lab and the e2e suite are build_ignore'd).
+# `ansible-galaxy collection build` ships (the lab and the e2e suite are build_ignore'd in galaxy.yml).
 PIP_BOOTSTRAP_VERSION = $(shell $(BIN)/python -c "from ansible_test._internal.python_requirements import get_venv_packages; from ansible_test._internal.host_configs import NativePythonConfig; print(get_venv_packages(NativePythonConfig(version='3.11'))['pip'].replace('.', '_'))" 2>/dev/null || echo 24_2)
 
 sanity: venv
