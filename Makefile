@@ -10,12 +10,13 @@ LAB := tests/lab/lab
 export ANSIBLE_COLLECTIONS_PATH := $(CURDIR)/.collections:$(HOME)/.ansible/collections
 export MESHLINK_LAB_KUBECONFIG := $(CURDIR)/tests/lab/state/kubeconfig
 
-.PHONY: help venv collection-link unit sanity lint lab-up lab-down integration test demo demo-down clean
+.PHONY: help venv collection-link unit sanity lint lab-up lab-down integration test bench demo demo-down clean
 
 help:
 	@echo "make demo       lab up, setup.yml + verify.yml on the lab, print httpbin /ip from cluster1's sleep pod"
 	@echo "make test       unit tests, ansible-test sanity, ansible-lint, the end-to-end suite on the lab"
 	@echo "make demo-down  stop the lab"
+	@echo "make bench      benchmarks/run.py: setup.yml against the kubectl loop and the per-object playbook (BENCH_ARGS=--quick)"
 
 $(BIN)/python:
 	$(PY) -m venv $(VENV) || python3 -m venv $(VENV)
@@ -33,7 +34,7 @@ collection-link:
 	@ln -sfn ../../.. $(COLLECTION_LINK)
 
 unit: venv
-	$(BIN)/pytest -q -p no:cacheprovider tests/unit tests/lab/unit
+	$(BIN)/pytest -q -p no:cacheprovider tests/unit tests/lab/unit benchmarks/tests
 
 # ansible-test needs the collection at ansible_collections/<ns>/<name>; sanity runs on what
 # `ansible-galaxy collection build` ships (the lab and the e2e suite are build_ignore'd in galaxy.yml).
@@ -44,7 +45,7 @@ sanity: venv
 	cp tests/sanity/pip_bootstrap.py $(HOME)/.ansible/test/cache/get_pip_$(PIP_BOOTSTRAP_VERSION).py
 	rm -rf $(SANITY_ROOT) && mkdir -p $(SANITY_ROOT)/ansible_collections/meshlink/multicluster
 	rsync -a --exclude .venv --exclude .git --exclude .collections --exclude tests/lab \
-	  --exclude tests/integration --exclude tests/output --exclude '__pycache__' --exclude benchmarks/results \
+	  --exclude tests/integration --exclude tests/output --exclude '__pycache__' --exclude benchmarks \
 	  ./ $(SANITY_ROOT)/ansible_collections/meshlink/multicluster/
 	cd $(SANITY_ROOT)/ansible_collections/meshlink/multicluster && git init -q && git add -A && \
 	  PATH=$(CURDIR)/$(BIN):$$PATH $(CURDIR)/$(BIN)/ansible-test sanity --venv --python 3.11 --color no
@@ -62,6 +63,12 @@ integration: venv
 	$(BIN)/pytest -q -p no:cacheprovider tests/integration
 
 test: unit sanity lint integration
+
+# Figures, not assertions: benchmarks/README.md. Runs on its own lab (/tmp/meshlink-bench-lab,
+# address index 20), never the e2e lab; ~1.5 h on 2 cores (BENCH_ARGS=--quick: ~30 min).
+BENCH_ARGS ?=
+bench: venv
+	$(BIN)/python benchmarks/run.py $(BENCH_ARGS)
 
 demo: venv lab-up
 	$(BIN)/ansible-playbook -i inventories/lab playbooks/setup.yml

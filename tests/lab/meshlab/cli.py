@@ -1,4 +1,4 @@
-"""`tests/lab/lab` commands: up, down, status, kubeconfig, kubectl, hops, build."""
+"""`tests/lab/lab` commands: up, down, status, kubeconfig, kubectl, hops, build, stop-apiserver, start-apiserver."""
 
 from __future__ import annotations
 
@@ -30,6 +30,10 @@ def main(argv: list[str] | None = None) -> int:
     sub.add_parser("kubectl", help="the lab's kubectl with the lab kubeconfig (arguments passed through)")
     hops = sub.add_parser("hops", help="print the recorded path of one request")
     hops.add_argument("request_id")
+    stop_api = sub.add_parser("stop-apiserver", help="kill one cluster's kube-apiserver (failure drills)")
+    stop_api.add_argument("name", help="lab cluster, e.g. cluster2")
+    start_api = sub.add_parser("start-apiserver", help="restart one cluster's kube-apiserver, wait for /readyz")
+    start_api.add_argument("name", help="lab cluster, e.g. cluster2")
     args = parser.parse_args(argv)
 
     if args.command == "up":
@@ -46,6 +50,12 @@ def main(argv: list[str] | None = None) -> int:
         from .dataplane import hops as hops_mod  # the data plane owns the hop log format
         for hop in hops_mod.path(str(versions.state_dir()), args.request_id):
             print(json.dumps(hop, sort_keys=True))
+    elif args.command == "stop-apiserver":
+        from . import faults
+        faults.stop_apiserver(args.name)
+    elif args.command == "start-apiserver":
+        from . import faults
+        faults.start_apiserver(args.name)
     return 0
 
 
