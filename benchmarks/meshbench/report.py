@@ -140,6 +140,14 @@ def _target_line(name: str, value: Any) -> str:
     return f"| {name} | {op} {target} | {shown} | {'met' if ok else '**MISSED**'} |"
 
 
+def _in_order(data: Dict[str, Any], cells: Dict[Tuple[str, str], Cell]):
+    """(workload, contender, cell) of every measured cell, workloads and contenders in run order."""
+    for wkey, workload in data["workloads"].items():
+        for ckey, contender in data["contenders"].items():
+            if (wkey, ckey) in cells:
+                yield workload, contender, cells[(wkey, ckey)]
+
+
 def markdown(data: Dict[str, Any], cells: Dict[Tuple[str, str], Cell], derived: Dict[str, Any],
              chart: Optional[str]) -> str:
     host = data["host"]
@@ -179,17 +187,12 @@ def markdown(data: Dict[str, Any], cells: Dict[Tuple[str, str], Cell], derived: 
         "| APPLY | DELETE | total | writes | writes/object |",
         "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
-    for wkey, workload in data["workloads"].items():
-        for ckey, contender in contenders.items():
-            cell = cells.get((wkey, ckey))
-            if not cell:
-                continue
-            req = cell.setup_req
-            columns = ("discovery", "GET", "LIST", "POST", "PUT", "PATCH", "APPLY", "DELETE", "total", "writes")
-            cols = " | ".join(_fmt(cell.med(req, c), 0) for c in columns)
-            lines.append(f"| {workload['title']} | {contender['label']} | {_fmt(median(cell.setup_s))}"
-                         f"{_spread(cell.setup_s)} | {_fmt(median(cell.rss_mib), 0)} | {_fmt(median(cell.created), 0)} "
-                         f"| {cols} | {_fmt(cell.writes_per_object, 2)} |")
+    columns = ("discovery", "GET", "LIST", "POST", "PUT", "PATCH", "APPLY", "DELETE", "total", "writes")
+    for workload, contender, cell in _in_order(data, cells):
+        cols = " | ".join(_fmt(cell.med(cell.setup_req, c), 0) for c in columns)
+        lines.append(f"| {workload['title']} | {contender['label']} | {_fmt(median(cell.setup_s))}"
+                     f"{_spread(cell.setup_s)} | {_fmt(median(cell.rss_mib), 0)} | {_fmt(median(cell.created), 0)} "
+                     f"| {cols} | {_fmt(cell.writes_per_object, 2)} |")
     lines += [
         "",
         "## Second run (idempotence) and teardown",
@@ -198,16 +201,12 @@ def markdown(data: Dict[str, Any], cells: Dict[Tuple[str, str], Cell], derived: 
         "| teardown writes |",
         "|---|---|---:|---:|---:|---:|---:|---:|",
     ]
-    for wkey, workload in data["workloads"].items():
-        for ckey, contender in contenders.items():
-            cell = cells.get((wkey, ckey))
-            if not cell:
-                continue
-            lines.append(f"| {workload['title']} | {contender['label']} | {_fmt(median(cell.rerun_s))}"
-                         f"{_spread(cell.rerun_s)} | {_fmt(cell.med(cell.rerun_req, 'total'), 0)} "
-                         f"| {_fmt(cell.med(cell.rerun_req, 'writes'), 0)} | {_fmt(median(cell.teardown_s))}"
-                         f"{_spread(cell.teardown_s)} | {_fmt(cell.med(cell.teardown_req, 'total'), 0)} "
-                         f"| {_fmt(cell.med(cell.teardown_req, 'writes'), 0)} |")
+    for workload, contender, cell in _in_order(data, cells):
+        lines.append(f"| {workload['title']} | {contender['label']} | {_fmt(median(cell.rerun_s))}"
+                     f"{_spread(cell.rerun_s)} | {_fmt(cell.med(cell.rerun_req, 'total'), 0)} "
+                     f"| {_fmt(cell.med(cell.rerun_req, 'writes'), 0)} | {_fmt(median(cell.teardown_s))}"
+                     f"{_spread(cell.teardown_s)} | {_fmt(cell.med(cell.teardown_req, 'total'), 0)} "
+                     f"| {_fmt(cell.med(cell.teardown_req, 'writes'), 0)} |")
     lines += ["", "## Derived", "", "| workload | (c)/(a) setup time | (b)/(a) setup time |", "|---|---:|---:|"]
     for wkey, workload in data["workloads"].items():
         r = derived["ratios"][wkey]
