@@ -65,7 +65,7 @@ integration: venv
 test: unit sanity lint integration
 
 # Figures, not assertions: benchmarks/README.md. Runs on its own lab (/tmp/meshlink-bench-lab,
-# address index 20), never the e2e lab; ~1.5 h on 2 cores (BENCH_ARGS=--quick: ~30 min).
+# address index 20), never the e2e lab; ~80 min on 2 cores (BENCH_ARGS=--quick: ~25 min).
 BENCH_ARGS ?=
 bench: venv
 	$(BIN)/python benchmarks/run.py $(BENCH_ARGS)

@@ -1,8 +1,8 @@
 """Benchmark: meshlink.multicluster's setup.yml against the seed's kubectl procedure and the
 per-object kubernetes.core playbook users write today, on the benchmark's own lab.
 
-    .venv/bin/python benchmarks/run.py            # 3 repetitions of every workload (~1.5 h on 2 cores)
-    .venv/bin/python benchmarks/run.py --quick    # 1 repetition, no 10-service workload (~45 min)
+    .venv/bin/python benchmarks/run.py            # 3 repetitions of every workload (80 min on 2 cores)
+    .venv/bin/python benchmarks/run.py --quick    # 1 repetition, no 10-service workload (~25 min)
     .venv/bin/python benchmarks/run.py --report-only   # re-render results/latest.md from latest.json
 
 Writes benchmarks/results/latest.json (every raw figure), latest.md (the report) and
