@@ -13,6 +13,7 @@ import json
 import os
 import signal
 import subprocess
+import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -20,8 +21,10 @@ from typing import Dict, Iterable, List, Set, Tuple
 
 REPO = Path(__file__).resolve().parents[2]
 LAB = REPO / "tests" / "lab" / "lab"
-CACHE = Path(os.environ.get("MESHLINK_LAB_CACHE", Path.home() / ".cache" / "meshlink-lab"))
-KUBECTL_BIN = CACHE / "kube-v1.36.1" / "kubectl"
+sys.path.insert(0, str(REPO / "tests" / "lab"))
+from meshlab import versions  # noqa: E402  # the lab's pinned versions and cache paths
+
+KUBECTL_BIN = versions.kube_bin("kubectl")
 DEFAULT_STATE = Path("/tmp/meshlink-bench-lab")
 DEFAULT_INDEX_BASE = 20
 ISTIO_KINDS = ("serviceentries.networking.istio.io", "virtualservices.networking.istio.io",

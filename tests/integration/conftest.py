@@ -24,6 +24,12 @@ REPO = Path(__file__).resolve().parents[2]
 LAB = REPO / "tests" / "lab" / "lab"
 BIN = Path(sys.executable).parent
 
+sys.path.insert(0, str(REPO / "tests" / "lab"))
+from meshlab import versions  # noqa: E402  # the lab's pinned versions and cache paths
+
+# The lab's kubectl binary, for tests that read many objects (no wrapper process per call).
+KUBECTL = versions.kube_bin("kubectl")
+
 SEED_SERVICE = {
     "name": "httpbin", "namespace": "bar", "cluster": "cluster2",
     "consumers": [{"cluster": "cluster1", "namespace": "foo"}],
@@ -132,7 +138,7 @@ def hops(request_id: str) -> list[dict]:
 def lab_process_peers() -> set[str]:
     """Remote addresses of every TCP connection held by a lab process (by /proc)."""
     state = str(REPO / "tests" / "lab" / "state")
-    cache = os.environ.get("MESHLINK_LAB_CACHE", str(Path.home() / ".cache" / "meshlink-lab"))
+    cache = str(versions.cache_dir())
     inodes: set[str] = set()
     for pid_dir in Path("/proc").iterdir():
         if not pid_dir.name.isdigit():

@@ -43,10 +43,8 @@ from typing import Any, Callable, Dict, Iterator, List, Optional
 import pytest
 import yaml
 
-from conftest import BIN, LAB, REPO, Run
+from conftest import BIN, KUBECTL, LAB, REPO, Run
 
-KUBECTL = Path(os.environ.get("MESHLINK_LAB_CACHE", Path.home() / ".cache" / "meshlink-lab")) / "kube-v1.36.1" / \
-    "kubectl"
 CLUSTERS = ("cluster1", "cluster2")
 POOL = "240.77.0.0/16"
 MANAGED_BY = "app.kubernetes.io/managed-by"

@@ -153,8 +153,10 @@ def start_apiserver(name: str, timeout: float = 120) -> int:
     wait = stopped_at + LEASE_GRACE_SECONDS - time.time()
     if wait > 0:
         time.sleep(wait)  # a component whose lease ran out exits by now
-    restarted = [_start(cdir, other) and other for other in components(cdir)
+    restarted = [other for other in components(cdir)
                  if other.get("name") != APISERVER and running_pid(cdir, other) is None]
+    for other in restarted:
+        _start(cdir, other)
     if restarted:
         time.sleep(2)  # a component that cannot start (e.g. its port was taken meanwhile) exits at once
         dead = [c["name"] for c in restarted if running_pid(cdir, c) is None]
