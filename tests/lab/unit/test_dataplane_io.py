@@ -19,7 +19,8 @@ import pytest
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from meshlab.dataplane import hops, rules  # noqa: E402
+from meshlab.dataplane import hops, lbcontroller  # noqa: E402
+from meshlab.dataplane.view import ClusterView, httpbin_workloads  # noqa: E402
 from meshlab.dataplane.servers import Handlers, Listener  # noqa: E402
 from meshlab.dataplane.workloads import Workloads  # noqa: E402
 from test_dataplane import _dr, _vs, consumer_objects, seed_se, source_objects, view  # noqa: E402
@@ -37,7 +38,7 @@ class FakeDataPlane:
     def __init__(self, state_dir: Path):
         self.state_dir = str(state_dir)
         self.lab_hosts: dict[str, str] = {}
-        self.views: dict[str, rules.ClusterView] = {}
+        self.views: dict[str, ClusterView] = {}
 
     def view(self, cluster):
         return self.views.get(cluster)
@@ -65,10 +66,10 @@ def lab(tmp_path_factory):
     slots = {"istio-system/istio-ingressgateway": 1, "istio-system/istio-egressgateway": 2}
     listeners = []
     for v in dp.views.values():
-        for (ip, port), spec in rules.desired_listeners(v, slots).items():
+        for (ip, port), spec in lbcontroller.desired_listeners(v, slots).items():
             listeners.append(Listener(ip, port, spec, handlers.for_spec(spec)))
     work = Workloads(state)
-    work.apply(rules.httpbin_workloads(dp.views[f"cluster{S}"]))
+    work.apply(httpbin_workloads(dp.views[f"cluster{S}"]))
     assert work.wait_listening(20) == []
     yield dp
     for lst in listeners:

@@ -21,7 +21,8 @@ import time
 from pathlib import Path
 from typing import Any
 
-from . import hops, kube, net, rules
+from . import hops, kube, lbcontroller, net
+from .view import ClusterView, httpbin_workloads, key, meta
 from .servers import Handlers, Listener
 from .workloads import Workloads
 
@@ -60,7 +61,7 @@ class DataPlane:
             raise SystemExit(f"{self.state / 'clusters.json'}: missing or without clusters")
         self.clusters: list[dict] = cfg["clusters"]
         self.kubeconfig = cfg.get("kubeconfig") or str(self.state / "kubeconfig")
-        self.views: dict[str, rules.ClusterView] = {}
+        self.views: dict[str, ClusterView] = {}
         self.health: dict[str, dict] = {c["name"]: {"ok": False, "error": "not read yet", "attempts": 0}
                                         for c in self.clusters}
         self.slots: dict[str, dict[str, int]] = _read_json(self.state / LB_ALLOCATIONS, {})
@@ -74,7 +75,7 @@ class DataPlane:
         self.lock = threading.Lock()
         self._status_written = ""
 
-    def view(self, cluster: str) -> rules.ClusterView | None:
+    def view(self, cluster: str) -> ClusterView | None:
         return self.views.get(cluster)
 
     # ------------------------------------------------------------ per-cluster readers
@@ -88,7 +89,7 @@ class DataPlane:
             h = self.health[name]
             h["attempts"] += 1
             try:
-                view = rules.ClusterView(c, client.fetch())
+                view = ClusterView(c, client.fetch())
                 self._sync_load_balancers(client, c, view)
                 self.views[name] = view
                 if not h["ok"]:
@@ -107,24 +108,24 @@ class DataPlane:
             self.changed.set()
             self.stopping.wait(max(0.1, POLL_SECONDS - (time.monotonic() - t0)))
 
-    def _sync_load_balancers(self, client: kube.ClusterClient, c: dict, view: rules.ClusterView) -> None:
+    def _sync_load_balancers(self, client: kube.ClusterClient, c: dict, view: ClusterView) -> None:
         """The lab's MetalLB: stable addresses per LoadBalancer Service, written to its status."""
-        services = rules.lb_services(view)
-        keys = [rules.key(s) for s in services]
+        services = lbcontroller.lb_services(view)
+        keys = [key(s) for s in services]
         with self.lock:
             old = self.slots.get(c["name"], {})
-            new = rules.assign_lb_slots(old, keys)
+            new = lbcontroller.assign_lb_slots(old, keys)
             if new != old:
                 self.slots[c["name"]] = new
                 _write_json(self.state / LB_ALLOCATIONS, self.slots)
         for svc in services:
-            want = rules.desired_lb_ingress(c, svc, new.get(rules.key(svc)))
+            want = lbcontroller.desired_lb_ingress(c, svc, new.get(key(svc)))
             if want is None:
                 continue
             have = ((svc.get("status") or {}).get("loadBalancer") or {}).get("ingress")
             if _lb_view(have) != _lb_view(want):
-                client.patch_service_status(rules.meta(svc)["namespace"], rules.meta(svc)["name"], want)
-                log.info("%s: Service %s load balancer -> %s", c["name"], rules.key(svc), want)
+                client.patch_service_status(meta(svc)["namespace"], meta(svc)["name"], want)
+                log.info("%s: Service %s load balancer -> %s", c["name"], key(svc), want)
 
     # ------------------------------------------------------------ reconcile
 
@@ -135,7 +136,7 @@ class DataPlane:
             desired[(host, int(port))] = ("sidecar", c["name"])
             view = self.views.get(c["name"])
             if view is not None:
-                for k, spec in rules.desired_listeners(view, self.slots.get(c["name"], {})).items():
+                for k, spec in lbcontroller.desired_listeners(view, self.slots.get(c["name"], {})).items():
                     desired.setdefault(k, spec)
         for k in list(self.listeners):
             if k not in desired or self.listeners[k].spec != desired[k]:
@@ -154,12 +155,12 @@ class DataPlane:
                     log.error("cannot listen on %s:%s for %s: %s (retrying)", k[0], k[1], spec, exc)
                     self.bind_errors[k] = time.monotonic()
 
-        workloads = [w for v in self.views.values() for w in rules.httpbin_workloads(v)]
+        workloads = [w for v in self.views.values() for w in httpbin_workloads(v)]
         self.workloads.apply(workloads)
 
         lab_hosts: dict[str, str] = {}
         for c in self.clusters:
-            lab_hosts.update(rules.lab_hosts_for(c, self.slots.get(c["name"], {})))
+            lab_hosts.update(lbcontroller.lab_hosts_for(c, self.slots.get(c["name"], {})))
         if lab_hosts != self.lab_hosts or not (self.state / LB_HOSTS).exists():
             self.lab_hosts = lab_hosts
             _write_json(self.state / LB_HOSTS, lab_hosts)

@@ -2,7 +2,7 @@
 
 One thread accepts per listener, one thread serves each connection; every socket has a
 timeout, every upstream connection goes through `net.dial`. The routing decisions are the
-pure `rules.plan_*` functions; this module only moves bytes and records hops.
+pure `routing.plan_*` functions; this module only moves bytes and records hops.
 
 Listener kinds (the spec tuple a listener is created with):
   ("sidecar", cluster)                          HTTP proxy on the cluster's sidecar_proxy address
@@ -20,7 +20,8 @@ import uuid
 from typing import Any, Callable, Protocol
 from urllib.parse import urlsplit
 
-from . import hops, net, rules, wire
+from . import hops, lbcontroller, net, routing, wire
+from .view import ClusterView, RouteError, Target
 
 log = logging.getLogger("meshlab.dataplane")
 
@@ -32,7 +33,7 @@ class DataPlaneState(Protocol):
     state_dir: str
     lab_hosts: dict[str, str]
 
-    def view(self, cluster: str) -> rules.ClusterView | None: ...
+    def view(self, cluster: str) -> ClusterView | None: ...
 
 
 # ---------------------------------------------------------------- listeners
@@ -167,7 +168,7 @@ def relay(client: socket.socket, client_rfile, upstream: socket.socket, label: s
         up_rfile.close()
 
 
-def dial_first(targets: list[rules.Target]) -> tuple[socket.socket, rules.Target, list[str]]:
+def dial_first(targets: list[Target]) -> tuple[socket.socket, Target, list[str]]:
     """Connect to the first target that accepts (Envoy retries connect failures)."""
     errors = []
     for t in targets[:3]:
@@ -180,7 +181,7 @@ def dial_first(targets: list[rules.Target]) -> tuple[socket.socket, rules.Target
     raise ConnectionError("; ".join(errors) or "no targets")
 
 
-def _target_text(t: rules.Target) -> str:
+def _target_text(t: Target) -> str:
     mapped = net.map_address(t.address)
     return t.desc if mapped == t.address or mapped in t.desc else f"{t.desc} via {mapped}:{t.port}"
 
@@ -290,9 +291,9 @@ class Handlers:
         view = self.dp.view(cluster)
         try:
             if view is None:
-                raise rules.RouteError(f"{cluster} has not been read from its API server yet", "no-view", None)
-            plan = rules.plan_sidecar(view, host, port, request, rid, self.dp.lab_hosts)
-        except rules.RouteError as exc:
+                raise RouteError(f"{cluster} has not been read from its API server yet", "no-view", None)
+            plan = routing.plan_sidecar(view, host, port, request, rid, self.dp.lab_hosts)
+        except RouteError as exc:
             return self._sidecar_fail(conn, hop, label, exc.message, exc.kind, exc.status)
         hop["detail"] += "; " + "; ".join(plan.detail)
         hop["sni"] = plan.sni
@@ -407,12 +408,12 @@ class Handlers:
             pod = view.pod(ns, pod_name) if view else None
             try:
                 if view is None or pod is None:
-                    raise rules.RouteError(f"gateway pod {ns}/{pod_name} is not in the {cluster} view", "no-view")
+                    raise RouteError(f"gateway pod {ns}/{pod_name} is not in the {cluster} view", "no-view")
                 if kind == "ingress-gateway":
-                    plan = rules.plan_ingress(view, pod, conn.getsockname()[1], sni)
+                    plan = routing.plan_ingress(view, pod, conn.getsockname()[1], sni)
                 else:
-                    plan = rules.plan_egress(view, pod, sni, self.dp.lab_hosts, rid)
-            except rules.RouteError as exc:
+                    plan = routing.plan_egress(view, pod, sni, self.dp.lab_hosts, rid)
+            except RouteError as exc:
                 hop["error"] = f"connection reset: {exc.message}"
                 self._record(hop)
                 return
@@ -477,9 +478,9 @@ class Handlers:
             view = self.dp.view(cluster)
             try:
                 if view is None:
-                    raise rules.RouteError(f"{cluster} has not been read from its API server yet", "no-view")
-                targets = rules.plan_service_forward(view, ns, name, port, rid or str(uuid.uuid4()))
-            except rules.RouteError as exc:
+                    raise RouteError(f"{cluster} has not been read from its API server yet", "no-view")
+                targets = lbcontroller.plan_service_forward(view, ns, name, port, rid or str(uuid.uuid4()))
+            except RouteError as exc:
                 hop["error"] = f"connection refused: {exc.message}"
                 self._record(hop)
                 return
