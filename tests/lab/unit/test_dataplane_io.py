@@ -39,9 +39,14 @@ class FakeDataPlane:
         self.state_dir = str(state_dir)
         self.lab_hosts: dict[str, str] = {}
         self.views: dict[str, ClusterView] = {}
+        self.clusters: dict[str, dict] = {}  # seed-era clusters: no flavour, no xDS
+        self.xds = None
 
     def view(self, cluster):
         return self.views.get(cluster)
+
+    def cluster_config(self, cluster):
+        return self.clusters.get(cluster, {})
 
 
 def source(**kw):

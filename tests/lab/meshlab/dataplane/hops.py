@@ -2,9 +2,11 @@
 
 Fields: `ts` (epoch seconds when the hop received the request; the path is ordered by it),
 `time` (the same, ISO 8601 UTC), `request_id`, `cluster`, `hop` (sidecar | egress-gateway | lb |
-nodeport | ingress-gateway | pod), `pod` (name, for gateway and pod hops) and `namespace`,
-`address` (where the hop listens), `sni`, `target` (where it sent the request), `detail`,
-`status` (HTTP status seen, when known), `ms`, and `error` only when the hop failed.
+nodeport | ingress-gateway | eastwest-gateway | pod), `pod` (name, for gateway and pod hops,
+and for a sidecar that knows its pod) and `namespace`, `address` (where the hop listens),
+`sni`, `target` (where it sent the request), `detail`, `status` (HTTP status seen, when
+known), `ms`, `xds` (hops routed by istiod's xDS: `node`, `cluster`, `route`, `endpoint`,
+`endpoints`, `versions`), and `error` only when the hop failed.
 
 Every writer (the data plane and each httpbin process) appends whole lines with one write(2)
 on an O_APPEND descriptor, so concurrent writers do not interleave. A hop writes its line
@@ -29,7 +31,7 @@ from typing import Any
 
 FILE = "hops.jsonl"
 ROTATE_BYTES = 20 * 1024 * 1024
-HOPS = ("sidecar", "egress-gateway", "lb", "nodeport", "ingress-gateway", "pod")
+HOPS = ("sidecar", "egress-gateway", "lb", "nodeport", "ingress-gateway", "eastwest-gateway", "pod")
 
 _rotate_lock = threading.Lock()
 
@@ -107,6 +109,8 @@ def last_request_id(state_dir: str | os.PathLike) -> str | None:
 def label(hop: dict) -> str:
     """The short form used in the x-meshlink-path response header."""
     if hop.get("hop") == "sidecar":
+        if hop.get("pod") and hop.get("namespace"):
+            return f"sidecar[{hop.get('cluster')} {hop['namespace']}/{hop['pod']}]"
         return f"sidecar[{hop.get('cluster')}]"
     where = (f"{hop['namespace']}/{hop['pod']}" if hop.get("pod") and hop.get("namespace")
              else hop.get("pod") or hop.get("address") or "")

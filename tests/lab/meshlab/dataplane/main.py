@@ -21,8 +21,9 @@ import time
 from pathlib import Path
 from typing import Any
 
-from . import hops, kube, lbcontroller, net
+from . import hops, kube, lbcontroller, net, xds
 from .view import ClusterView, httpbin_workloads, key, meta
+from .xdsclients import XdsClients, read_istiod
 from .servers import Handlers, Listener
 from .workloads import Workloads
 
@@ -60,6 +61,7 @@ class DataPlane:
         if not cfg or not cfg.get("clusters"):
             raise SystemExit(f"{self.state / 'clusters.json'}: missing or without clusters")
         self.clusters: list[dict] = cfg["clusters"]
+        self._cluster_by_name = {c["name"]: c for c in self.clusters}
         self.kubeconfig = cfg.get("kubeconfig") or str(self.state / "kubeconfig")
         self.views: dict[str, ClusterView] = {}
         self.health: dict[str, dict] = {c["name"]: {"ok": False, "error": "not read yet", "attempts": 0}
@@ -69,6 +71,7 @@ class DataPlane:
         self.listeners: dict[tuple[str, int], Listener] = {}
         self.bind_errors: dict[tuple[str, int], float] = {}
         self.workloads = Workloads(self.state)
+        self.xds = XdsClients(self.state)
         self.handlers = Handlers(self)
         self.stopping = threading.Event()
         self.changed = threading.Event()
@@ -77,6 +80,9 @@ class DataPlane:
 
     def view(self, cluster: str) -> ClusterView | None:
         return self.views.get(cluster)
+
+    def cluster_config(self, cluster: str) -> dict:
+        return self._cluster_by_name.get(cluster) or {}
 
     # ------------------------------------------------------------ per-cluster readers
 
@@ -129,8 +135,21 @@ class DataPlane:
 
     # ------------------------------------------------------------ reconcile
 
+    def _xds_proxies(self) -> list[xds.ProxySpec]:
+        """The proxies of current clusters, each to the istiod of its cluster's control plane."""
+        out: list[xds.ProxySpec] = []
+        for c in self.clusters:
+            view = self.views.get(c["name"])
+            if c.get("flavour") != "current" or view is None:
+                continue
+            istiod = read_istiod(self.state, c.get("control_plane") or c["name"])
+            out += xds.desired_proxies(c, view.pods, istiod)
+        return out
+
     def reconcile(self) -> None:
-        desired: dict[tuple[str, int], tuple] = {}
+        proxies = self._xds_proxies()
+        self.xds.apply(proxies)
+        desired: dict[tuple[str, int], tuple] = dict(xds.sidecar_listeners(proxies))
         for c in self.clusters:
             host, port = c["sidecar_proxy"].rsplit(":", 1)
             desired[(host, int(port))] = ("sidecar", c["name"])
@@ -172,6 +191,7 @@ class DataPlane:
             "clusters": self.health,
             "listeners": sorted(f"{k[0]}:{k[1]} {' '.join(map(str, l.spec))}" for k, l in self.listeners.items()),
             "workloads": self.workloads.describe(),
+            "xds_clients": self.xds.describe(),
             "lb_slots": self.slots,
             "dial_refusals": list(net.refusals[-20:]),
         }
@@ -234,6 +254,7 @@ class DataPlane:
             lst.stop()
         self.listeners.clear()
         self.workloads.stop_all()
+        self.xds.stop_all()
         try:
             (self.state / "dataplane.ready").unlink()
         except OSError:

@@ -32,6 +32,7 @@ class Plan:
     sni: str | None
     detail: list[str] = field(default_factory=list)
     host: str = ""
+    xds: dict = field(default_factory=dict)  # what an xDS-routed hop decided (for the hop log)
 
 
 # ---------------------------------------------------------------- hosts, SNI

@@ -6,8 +6,14 @@ pure `routing.plan_*` functions; this module only moves bytes and records hops.
 
 Listener kinds (the spec tuple a listener is created with):
   ("sidecar", cluster)                          HTTP proxy on the cluster's sidecar_proxy address
+  ("sidecar", cluster, ns, pod)                 one pod's own sidecar (current clusters): mapped pod IP:15001
   ("ingress-gateway"|"egress-gateway", cluster, ns, pod)   mapped pod IP:15443, emulated mTLS
+  ("eastwest-gateway", cluster, ns, pod)        mapped pod IP:15443, routed by the pod's xDS
   ("lb"|"nodeport", cluster, ns, service, port)  kube-proxy: L4 to a ready endpoint
+
+Seed-era clusters are routed from their objects (`routing.plan_*`); clusters whose flavour is
+"current" by what a real istiod programmed for the calling proxy (`xds`, snapshots kept by
+`xdsclients`).
 """
 
 from __future__ import annotations
@@ -20,8 +26,9 @@ import uuid
 from typing import Any, Callable, Protocol
 from urllib.parse import urlsplit
 
-from . import hops, lbcontroller, net, routing, wire
-from .view import ClusterView, RouteError, Target
+from . import gates, hops, lbcontroller, net, routing, wire, xds
+from .view import ClusterView, RouteError, Target, key, meta, spec as spec_of
+from .xdsclients import XdsClients
 
 log = logging.getLogger("meshlab.dataplane")
 
@@ -32,8 +39,11 @@ PEEK_TIMEOUT = 2.0  # how long an L4 hop waits for the first line to learn the r
 class DataPlaneState(Protocol):
     state_dir: str
     lab_hosts: dict[str, str]
+    xds: XdsClients
 
     def view(self, cluster: str) -> ClusterView | None: ...
+
+    def cluster_config(self, cluster: str) -> dict: ...
 
 
 # ---------------------------------------------------------------- listeners
@@ -204,7 +214,8 @@ class Handlers:
 
     def for_spec(self, spec: tuple) -> Callable[[socket.socket, tuple], None]:
         return {"sidecar": self.sidecar, "ingress-gateway": self.gateway, "egress-gateway": self.gateway,
-                "lb": self.forward, "nodeport": self.forward, "status-port": self.status_port}[spec[0]]
+                "eastwest-gateway": self.gateway, "lb": self.forward, "nodeport": self.forward,
+                "status-port": self.status_port}[spec[0]]
 
     def _record(self, hop: dict[str, Any]) -> None:
         hops.record(self.dp.state_dir, hop)
@@ -220,15 +231,17 @@ class Handlers:
 
     def sidecar(self, conn: socket.socket, spec: tuple) -> None:
         cluster = spec[1]
+        caller = (spec[2], spec[3]) if len(spec) == 4 else None  # a pod's own sidecar listener
         local = "%s:%s" % conn.getsockname()[:2]
         rfile = conn.makefile("rb")
         try:
-            while self._sidecar_request(conn, rfile, cluster, local):
+            while self._sidecar_request(conn, rfile, cluster, local, caller):
                 pass
         finally:
             rfile.close()
 
-    def _sidecar_request(self, conn: socket.socket, rfile, cluster: str, local: str) -> bool:
+    def _sidecar_request(self, conn: socket.socket, rfile, cluster: str, local: str,
+                         caller: tuple[str, str] | None = None) -> bool:
         """Serve one proxied request; True when the client may send another."""
         try:
             head = wire.read_head(rfile, "request")
@@ -243,7 +256,9 @@ class Handlers:
         head.set("x-request-id", rid)
         hop: dict[str, Any] = {"ts": started, "request_id": rid, "cluster": cluster, "hop": "sidecar",
                                "address": local}
-        label = f"sidecar[{cluster}]"
+        if caller:
+            hop["namespace"], hop["pod"] = caller
+        label = hops.label(hop)
 
         if head.method == "CONNECT":
             hop["error"] = "CONNECT (HTTPS through the proxy) is not emulated: the lab's sidecar speaks HTTP"
@@ -292,7 +307,11 @@ class Handlers:
         try:
             if view is None:
                 raise RouteError(f"{cluster} has not been read from its API server yet", "no-view", None)
-            plan = routing.plan_sidecar(view, host, port, request, rid, self.dp.lab_hosts)
+            if self.dp.cluster_config(cluster).get("flavour") == "current":
+                plan = self._plan_xds_sidecar(view, caller, host, port, request, rid)
+                hop["xds"] = plan.xds
+            else:
+                plan = routing.plan_sidecar(view, host, port, request, rid, self.dp.lab_hosts)
         except RouteError as exc:
             return self._sidecar_fail(conn, hop, label, exc.message, exc.kind, exc.status)
         hop["detail"] += "; " + "; ".join(plan.detail)
@@ -303,6 +322,10 @@ class Handlers:
         except ConnectionError as exc:
             return self._sidecar_fail(conn, hop, label, str(exc), "connect", 503)
         hop["target"] = _target_text(t)
+        sni = plan.sni if t.sni is None else (t.sni or None)
+        hop["sni"] = sni
+        if plan.xds:
+            hop["xds"] = dict(plan.xds, endpoint=f"{t.address}:{t.port}")
         if skipped:
             hop["detail"] += "; connect failed first: " + "; ".join(skipped)
 
@@ -314,8 +337,8 @@ class Handlers:
         up_rfile = None
         try:
             upstream.settimeout(IO_TIMEOUT)
-            if plan.sni:
-                upstream.sendall(wire.encode_preamble(plan.sni, rid))
+            if sni:
+                upstream.sendall(wire.encode_preamble(sni, rid))
             upstream.sendall(out.encode() + body)
             up_rfile = upstream.makefile("rb")
             try:
@@ -351,6 +374,68 @@ class Handlers:
                 up_rfile.close()
             _close_quietly(upstream)
         return keep
+
+    def _caller_snapshot(self, cluster: str, caller: tuple[str, str] | None,
+                         detail: list[str]) -> tuple[xds.Snapshot, str]:
+        """The calling pod's snapshot and namespace. On the cluster's shared sidecar address the
+        caller is unknown: the xDS of one sidecar pod stands in (a curl/sleep pod first)."""
+        if caller is None:
+            specs = [s for s in self.dp.xds.specs(cluster) if not s.router]
+            if not specs:
+                raise RouteError(f"no sidecar pod with an xDS client in {cluster} (is istiod up, "
+                                 "STATE/istiod/<control plane>.json written?)", "no-xds", 503)
+            labels = [(s.metadata.get("LABELS") or {}).get("app", "") for s in specs]
+            pick = next((s for s, a in zip(specs, labels) if a in ("sleep", "curl")), specs[0])
+            caller = (pick.namespace, pick.pod)
+            detail.append(f"caller unknown on the shared sidecar address: routed by the xDS of {pick.namespace}/"
+                          f"{pick.pod}")
+        snap = self.dp.xds.snapshot(cluster, *caller)
+        if snap is None:
+            raise RouteError(f"no xDS snapshot of {caller[0]}/{caller[1]} in {cluster} yet (its xDS client "
+                             "has not heard from istiod)", "no-xds", 503)
+        return snap, caller[0]
+
+    def _plan_xds_sidecar(self, view: ClusterView, caller: tuple[str, str] | None, host: str, port: int,
+                          request: dict, rid: str) -> routing.Plan:
+        """A current cluster's sidecar: the name gate as before, then what istiod programmed."""
+        detail: list[str] = []
+        snap, ns = self._caller_snapshot(view.name, caller, detail)
+        h = host.lower().rstrip(".")
+        dest_ip = None
+        if net.parse_ip(h):
+            svc = view.service_by_cluster_ip(h)
+            if svc is None:
+                if net.is_external_lab_address(h):
+                    detail.append("PassthroughCluster (a lab node or load balancer address)")
+                    return routing.Plan([Target(h, int(port), f"{h}:{port} (passthrough)")], None, detail, h)
+                raise RouteError(f"{h}:{port} is not a Service of {view.name}: passthrough is not dialed",
+                                 "no-route", None)
+            fqdn, dest_ip = f"{meta(svc)['name']}.{meta(svc)['namespace']}.{xds.CLUSTER_DOMAIN}", h
+            detail.append(f"{h} is the ClusterIP of Service {key(svc)}")
+        else:
+            fqdn = xds.service_fqdn(h, ns)
+            _, capture, how = gates.dns_config(view)
+            svc = view.service(fqdn.split(".")[1], fqdn.split(".")[0]) if fqdn else None
+            if svc is not None and spec_of(svc).get("clusterIP") not in (None, "", "None"):
+                dest_ip = spec_of(svc)["clusterIP"]
+                detail.append(f"dns {host} -> {dest_ip} (kube-dns: Service {key(svc)})")
+            elif capture and fqdn and xds.known_host(snap, fqdn):
+                detail.append(f"dns {host} -> {fqdn} ({how}: istiod knows {fqdn})")
+            elif h in self.dp.lab_hosts:
+                ip = self.dp.lab_hosts[h]
+                detail.append(f"dns {host} -> {ip} (lab resolver); PassthroughCluster")
+                return routing.Plan([Target(ip, int(port), f"{ip}:{port} (passthrough)")], None, detail, h)
+            else:
+                why = ("no Service of that name in this cluster" + ("" if capture else f" and {how}")
+                       + ("" if not capture else f"; istiod has no cluster for {fqdn}"))
+                raise RouteError(f"Could not resolve host: {host} ({why})", "dns", None)
+        cluster_name, how = xds.sidecar_cluster(snap, fqdn, port, request, rid, dest_ip)
+        detail.append(how)
+        local_pods = {p["status"]["podIP"]: key(p) for p in view.pods if (p.get("status") or {}).get("podIP")}
+        targets = xds.endpoint_targets(snap, cluster_name, rid, self.dp.lab_hosts, local_pods)
+        decision = xds.XdsDecision(snap.node, cluster_name, how.split(" -> ")[0], snap.versions,
+                                   len(snap.cluster_endpoints(cluster_name)))
+        return routing.Plan(targets, None, detail, fqdn, decision.record())
 
     def _sidecar_fail(self, conn: socket.socket, hop: dict, label: str, message: str, kind: str,
                       status: int | None) -> bool:
@@ -411,6 +496,9 @@ class Handlers:
                     raise RouteError(f"gateway pod {ns}/{pod_name} is not in the {cluster} view", "no-view")
                 if kind == "ingress-gateway":
                     plan = routing.plan_ingress(view, pod, conn.getsockname()[1], sni)
+                elif kind == "eastwest-gateway":
+                    plan = self._plan_xds_gateway(view, ns, pod_name, conn.getsockname()[1], sni, rid)
+                    hop["xds"] = plan.xds
                 else:
                     plan = routing.plan_egress(view, pod, sni, self.dp.lab_hosts, rid)
             except RouteError as exc:
@@ -425,7 +513,9 @@ class Handlers:
                 self._record(hop)
                 return
             hop["target"] = _target_text(t)
-            if plan.sni != sni:
+            if plan.xds:
+                hop["xds"] = dict(plan.xds, endpoint=f"{t.address}:{t.port}")
+            if plan.sni and plan.sni != sni:
                 hop["detail"] += f"; SNI rewritten to {plan.sni}"
             if skipped:
                 hop["detail"] += "; connect failed first: " + "; ".join(skipped)
@@ -434,6 +524,23 @@ class Handlers:
         finally:
             _close_quietly(upstream)
             rfile.close()
+
+    def _plan_xds_gateway(self, view: ClusterView, ns: str, pod_name: str, port: int, sni: str,
+                          rid: str) -> routing.Plan:
+        """An east-west gateway (AUTO_PASSTHROUGH, sni-dnat): the cluster its xDS has for the SNI,
+        that cluster's endpoints; the TLS stream (here: the preamble) passes through unchanged."""
+        snap = self.dp.xds.snapshot(view.name, ns, pod_name)
+        if snap is None:
+            raise RouteError(f"no xDS snapshot of the gateway {ns}/{pod_name} yet (its xDS client has not heard "
+                             "from istiod)", "no-xds")
+        cluster_name, how = xds.gateway_cluster(snap, port, sni)
+        local_pods = {p["status"]["podIP"]: key(p) for p in view.pods if (p.get("status") or {}).get("podIP")}
+        targets = xds.endpoint_targets(snap, cluster_name, rid, self.dp.lab_hosts, local_pods)
+        for t in targets:
+            t.sni = sni  # passthrough: the same TLS stream (SNI) goes on
+        decision = xds.XdsDecision(snap.node, cluster_name, "", snap.versions,
+                                   len(snap.cluster_endpoints(cluster_name)))
+        return routing.Plan(targets, sni, [how], cluster_name, decision.record())
 
     # ------------------------------------------------------------ gateway status port
 

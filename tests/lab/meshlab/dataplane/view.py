@@ -19,6 +19,7 @@ Obj = dict[str, Any]
 ISTIO_NAMESPACE = "istio-system"
 INGRESS_APP = "istio-ingressgateway"
 EGRESS_APP = "istio-egressgateway"
+EASTWEST_APP = "istio-eastwestgateway"  # current Istio's east-west gateway (routed by its xDS)
 GATEWAY_PORT = 15443
 STATUS_PORT = 15021  # the gateways' health endpoint (GET /healthz/ready)
 CLUSTER_DOMAIN = "svc.cluster.local"
@@ -42,6 +43,7 @@ class Target:
     port: int
     desc: str
     pod: str | None = None  # "<ns>/<name>" when the target is a pod
+    sni: str | None = None  # this target's own emulated mTLS SNI ("" = plain text); None: the plan's
 
 
 # ---------------------------------------------------------------- objects and indexes
@@ -238,7 +240,8 @@ def httpbin_workloads(view: ClusterView) -> list[Obj]:
 
 
 def gateway_pods(view: ClusterView) -> list[tuple[str, Obj]]:
-    """("ingress-gateway"|"egress-gateway", pod) for running gateway pods in istio-system."""
+    """("ingress-gateway"|"egress-gateway"|"eastwest-gateway", pod) for running gateway pods in
+    istio-system."""
     out = []
     for pod in view.pods:
         if meta(pod).get("namespace") != ISTIO_NAMESPACE or not pod_running(pod):
@@ -248,4 +251,6 @@ def gateway_pods(view: ClusterView) -> list[tuple[str, Obj]]:
             out.append(("ingress-gateway", pod))
         elif app == EGRESS_APP:
             out.append(("egress-gateway", pod))
+        elif app == EASTWEST_APP:
+            out.append(("eastwest-gateway", pod))
     return out
