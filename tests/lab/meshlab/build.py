@@ -98,6 +98,23 @@ def ensure_istio_crds() -> None:
     shutil.copyfile(module_dir / "kubernetes" / "customresourcedefinitions.gen.yaml", target)
 
 
+def ensure_xds_client() -> None:
+    """The lab's xDS client (build/xds, `meshlab-xds`): one per proxy of a current-Istio cluster.
+
+    Cached per hash of its Go sources and go.sum (`meshlab.dataplane.xdsclients.binary_path()`).
+    """
+    from .dataplane import xdsclients  # noqa: PLC0415 - the data plane owns the client
+
+    target = xdsclients.binary_path()
+    if target.exists():
+        return
+    target.parent.mkdir(parents=True, exist_ok=True)
+    partial = target.with_name(target.name + ".partial")
+    _go_build(["build", "-v", "-trimpath", "-ldflags", "-s -w", "-o", str(partial), "."], xdsclients.SOURCE_DIR,
+              target.parent.name)
+    partial.rename(target)
+
+
 def ensure_all() -> None:
     if shutil.which("go") is None:
         raise SystemExit("the lab builds its binaries with Go, and `go` is not on PATH")
@@ -105,6 +122,7 @@ def ensure_all() -> None:
     ensure_etcd()
     ensure_kwok()
     ensure_kubernetes()
+    ensure_xds_client()
 
 
 if __name__ == "__main__":
