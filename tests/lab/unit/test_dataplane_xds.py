@@ -305,6 +305,8 @@ def test_source_hash_follows_the_sources(tmp_path):
         (tmp_path / n).write_text(n)
     h = xdsclients.source_hash(tmp_path)
     assert len(h) == 12 and h == xdsclients.source_hash(tmp_path)
+    (tmp_path / "main_test.go").write_text("tests do not change the binary")
+    assert xdsclients.source_hash(tmp_path) == h
     (tmp_path / "main.go").write_text("changed")
     assert xdsclients.source_hash(tmp_path) != h
     assert xdsclients.binary_path().parent.name == f"xds-{xdsclients.source_hash()}"
