@@ -401,3 +401,18 @@ def preflight_report(cluster: Any, services: Any, cluster_name: str, vip_pool: O
             '; '.join('[%s] %s%s' % (c['name'], c['message'], ' - hint: %s' % c['hint'] if c['hint'] else '')
                       for c in bad))
     return report
+
+
+def report_lines(cluster_name: str, report: Dict[str, Any], vip_pool: Optional[str] = None) -> List[str]:
+    """The report of one cluster as printable lines: a summary, then one line per check (and
+    its hint when it did not pass)."""
+    summary = report.get('summary') or {}
+    lines = ['%s: Istio %s, networking.istio.io/%s, VIP pool %s | %d pass, %d warn, %d fail' % (
+        cluster_name, report.get('istio_version') or 'unknown', report.get('networking_api_version') or '?',
+        vip_pool or report.get('default_vip_pool') or '?', summary.get('pass', 0), summary.get('warn', 0),
+        summary.get('fail', 0))]
+    for check in report.get('checks') or []:
+        lines.append('%-4s  %-26s %s' % (check['status'].upper(), check['name'], check.get('message') or ''))
+        if check['status'] != 'pass' and check.get('hint'):
+            lines.append('      %-26s hint: %s' % ('', check['hint']))
+    return lines

@@ -28,20 +28,21 @@ from ansible_collections.meshlink.multicluster.plugins.module_utils._names impor
     NETWORKING_GROUP,
     global_rule_name,
     local_rule_name,
-    object_labels,
     service_entry_name,
+    service_key,
 )
+from ansible_collections.meshlink.multicluster.plugins.module_utils._ownership import DEFAULT_MESH, ownership_labels
 
 # Port protocols routed by ``http`` / ``tcp`` / ``tls`` sections of a VirtualService.
 _HTTP_PROTOCOLS = ('HTTP', 'HTTP2', 'GRPC')
 _TLS_PROTOCOLS = ('HTTPS', 'TLS')
 
 
-def _metadata(name: str, namespace: str, service: Dict[str, Any]) -> Dict[str, Any]:
+def _metadata(name: str, namespace: str, service: Dict[str, Any], mesh: str) -> Dict[str, Any]:
     return {
         'name': name,
         'namespace': namespace,
-        'labels': object_labels(service['name'], service['namespace']),
+        'labels': ownership_labels(mesh, service_key(service['name'], service['namespace'])),
     }
 
 
@@ -105,7 +106,7 @@ def service_entry_endpoints(service: Dict[str, Any], gateway_address: str, gatew
 
 
 def render_service_entry(service: Dict[str, Any], namespace: str, gateway_address: str, gateway_port: int,
-                         vip: str, api_version: str) -> Dict[str, Any]:
+                         vip: str, api_version: str, mesh: str = DEFAULT_MESH) -> Dict[str, Any]:
     """ServiceEntry ``<name>-<namespace>`` in the consumer namespace (seed step 4)."""
     if not vip:
         raise ValueError('VIP is empty')
@@ -118,11 +119,12 @@ def render_service_entry(service: Dict[str, Any], namespace: str, gateway_addres
         'addresses': [vip],
         'endpoints': service_entry_endpoints(service, gateway_address, gateway_port),
     }
-    metadata = _metadata(service_entry_name(service['name'], service['namespace']), namespace, service)
+    metadata = _metadata(service_entry_name(service['name'], service['namespace']), namespace, service, mesh)
     return _object('ServiceEntry', api_version, metadata, spec)
 
 
-def render_global_destination_rule(service: Dict[str, Any], namespace: str, api_version: str) -> Dict[str, Any]:
+def render_global_destination_rule(service: Dict[str, Any], namespace: str, api_version: str,
+                                   mesh: str = DEFAULT_MESH) -> Dict[str, Any]:
     """DestinationRule ``<name>-<namespace>-global``: subsets of the ``.global`` host by endpoint labels.
 
     ``trafficPolicy.tls.mode: ISTIO_MUTUAL`` is repeated here on purpose: a DestinationRule
@@ -134,11 +136,12 @@ def render_global_destination_rule(service: Dict[str, Any], namespace: str, api_
         'trafficPolicy': {'tls': {'mode': 'ISTIO_MUTUAL'}},
         'subsets': [{'name': s['name'], 'labels': dict(s['endpoint_labels'])} for s in service['subsets']],
     }
-    metadata = _metadata(global_rule_name(service['name'], service['namespace']), namespace, service)
+    metadata = _metadata(global_rule_name(service['name'], service['namespace']), namespace, service, mesh)
     return _object('DestinationRule', api_version, metadata, spec)
 
 
-def render_virtual_service(service: Dict[str, Any], namespace: str, api_version: str) -> Dict[str, Any]:
+def render_virtual_service(service: Dict[str, Any], namespace: str, api_version: str,
+                           mesh: str = DEFAULT_MESH) -> Dict[str, Any]:
     """VirtualService ``<name>-<namespace>-global``: all traffic of the host to ``route_subset``.
 
     HTTP-family ports are routed by an ``http`` route, TCP/MONGO by a ``tcp`` route and
@@ -155,34 +158,34 @@ def render_virtual_service(service: Dict[str, Any], namespace: str, api_version:
                         'route': [{'destination': dict(destination)}]}]
     if protocols - set(_HTTP_PROTOCOLS) - set(_TLS_PROTOCOLS):
         spec['tcp'] = [{'route': [{'destination': dict(destination)}]}]
-    metadata = _metadata(global_rule_name(service['name'], service['namespace']), namespace, service)
+    metadata = _metadata(global_rule_name(service['name'], service['namespace']), namespace, service, mesh)
     return _object('VirtualService', api_version, metadata, spec)
 
 
-def render_local_destination_rule(service: Dict[str, Any], api_version: str) -> Dict[str, Any]:
+def render_local_destination_rule(service: Dict[str, Any], api_version: str, mesh: str = DEFAULT_MESH) -> Dict[str, Any]:
     """DestinationRule ``<name>-<namespace>-local`` in the source cluster: subsets by pod labels."""
     spec = {
         'host': '%s.%s.svc.cluster.local' % (service['name'], service['namespace']),
         'subsets': [{'name': s['name'], 'labels': dict(s['pod_labels'])} for s in service['subsets']],
     }
-    metadata = _metadata(local_rule_name(service['name'], service['namespace']), service['namespace'], service)
+    metadata = _metadata(local_rule_name(service['name'], service['namespace']), service['namespace'], service, mesh)
     return _object('DestinationRule', api_version, metadata, spec)
 
 
 def render_consumer_objects(service: Dict[str, Any], namespace: str, gateway_address: str, gateway_port: int,
-                            vip: str, api_version: str) -> List[Dict[str, Any]]:
+                            vip: str, api_version: str, mesh: str = DEFAULT_MESH) -> List[Dict[str, Any]]:
     """Every object a consumer cluster needs for one service, in apply order."""
-    objects = [render_service_entry(service, namespace, gateway_address, gateway_port, vip, api_version)]
+    objects = [render_service_entry(service, namespace, gateway_address, gateway_port, vip, api_version, mesh)]
     if service.get('subsets'):
         # The DestinationRule first: a VirtualService routing to a subset that no rule
         # defines yet makes Envoy return 503 for the time in between.
-        objects.append(render_global_destination_rule(service, namespace, api_version))
-        objects.append(render_virtual_service(service, namespace, api_version))
+        objects.append(render_global_destination_rule(service, namespace, api_version, mesh))
+        objects.append(render_virtual_service(service, namespace, api_version, mesh))
     return objects
 
 
-def render_source_objects(service: Dict[str, Any], api_version: str) -> List[Dict[str, Any]]:
+def render_source_objects(service: Dict[str, Any], api_version: str, mesh: str = DEFAULT_MESH) -> List[Dict[str, Any]]:
     """Every object the source cluster needs for one service (none without subsets)."""
     if not service.get('subsets'):
         return []
-    return [render_local_destination_rule(service, api_version)]
+    return [render_local_destination_rule(service, api_version, mesh)]

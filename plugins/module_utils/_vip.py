@@ -10,8 +10,10 @@
 Pure part: ``allocate_vips`` (the rule), ``parse_pool``, ``pool_warnings``,
 ``used_addresses`` (what the ServiceEntries of a cluster already use).
 
-Store part: allocations live in the ConfigMap ``istio-system/meshlink-vips`` (data
-``<host>: <ip>``, labelled ``app.kubernetes.io/managed-by=meshlink``). ``reconcile_vips``
+Store part: allocations live in the ConfigMap ``istio-system/meshlink-vips-<mesh>`` (data
+``<host>: <ip>``, labelled as the mesh's, ``meshlink.io/component=vip-store``), one per mesh:
+the addresses other meshes' stores hold on the same cluster are avoided like the addresses
+of ServiceEntries, and never written. ``reconcile_vips``
 reads it, allocates, and writes it back guarded by its resourceVersion, so two runs that
 allocate at the same time cannot hand out one address twice: the loser gets 409 Conflict
 (or AlreadyExists on create), re-reads and allocates again. The store is an interface
@@ -39,16 +41,34 @@ from typing import Any, Callable, Dict, Iterable, List, Optional, Sequence, Set,
 
 from ansible_collections.meshlink.multicluster.plugins.module_utils._errors import InputError, MeshlinkError
 from ansible_collections.meshlink.multicluster.plugins.module_utils import _istio
-from ansible_collections.meshlink.multicluster.plugins.module_utils._client import ObjectRef, core_path, group_path
+from ansible_collections.meshlink.multicluster.plugins.module_utils._client import ObjectRef, core_path
 from ansible_collections.meshlink.multicluster.plugins.module_utils._errors import ApiError
+from ansible_collections.meshlink.multicluster.plugins.module_utils._reader import ClusterReader
 from ansible_collections.meshlink.multicluster.plugins.module_utils._names import (
     ISTIO_NAMESPACE,
-    MANAGED_BY_LABEL,
-    MANAGED_BY_VALUE,
     NETWORKING_GROUP,
-    is_managed,
     split_global_host,
 )
+from ansible_collections.meshlink.multicluster.plugins.module_utils._ownership import (
+    COMPONENT_LABEL,
+    DEFAULT_MESH,
+    MANAGED_BY_LABEL,
+    MANAGED_BY_VALUE,
+    MESH_LABEL,
+    VIP_STORE,
+    is_ours,
+    labels_of,
+    owner_of,
+    ownership_labels,
+)
+
+STORE_PREFIX = 'meshlink-vips'
+STORE_SELECTOR = '%s=%s,%s=%s' % (MANAGED_BY_LABEL, MANAGED_BY_VALUE, COMPONENT_LABEL, VIP_STORE)
+
+
+def store_name_for(mesh: str) -> str:
+    """The VIP store's ConfigMap name of a mesh: ``meshlink-vips-<mesh>``."""
+    return '%s-%s' % (STORE_PREFIX, mesh)
 
 ISTIO_AUTO_ALLOCATION = ipaddress.ip_network('240.240.0.0/16')  # Istio's own DNS auto-allocation range
 LOOPBACK = ipaddress.ip_network('127.0.0.0/8')
@@ -179,8 +199,11 @@ def usable_range(pool: ipaddress.IPv4Network) -> Tuple[int, int]:
     return first, last
 
 
-def _start_offset(host: str, size: int) -> int:
-    digest = hashlib.sha256(host.encode('utf-8')).digest()
+def _start_offset(host: str, size: int, mesh: str = DEFAULT_MESH) -> int:
+    # Another mesh consuming the same host on the same cluster starts its probe elsewhere, so
+    # two meshes allocating at the same moment rarely reach for the same address.
+    seed = host if mesh == DEFAULT_MESH else '%s/%s' % (mesh, host)
+    digest = hashlib.sha256(seed.encode('utf-8')).digest()
     return int.from_bytes(digest[:8], 'big') % size
 
 
@@ -195,7 +218,7 @@ class Allocation:
 
 def allocate_vips(hosts: Sequence[str], pool: Any, used: Optional[UsedAddresses] = None,
                   existing: Optional[Dict[str, str]] = None, fixed: Optional[Dict[str, str]] = None,
-                  exclude: Optional[Sequence[Any]] = None) -> Allocation:
+                  exclude: Optional[Sequence[Any]] = None, mesh: str = DEFAULT_MESH) -> Allocation:
     """Addresses for ``hosts`` (rule in the module docstring). Pure: no I/O.
 
     ``existing``: the store (host -> ip) including hosts not requested now, whose addresses
@@ -284,7 +307,7 @@ def allocate_vips(hosts: Sequence[str], pool: Any, used: Optional[UsedAddresses]
             result.warnings.append('%s had %s, which %s: it gets a new address' % (host, current, reason))
             if current_ip is not None and reserved.get(current_ip) == host:
                 del reserved[current_ip]
-        offset = _start_offset(host, size)
+        offset = _start_offset(host, size, mesh)
         chosen = None
         for step in range(size):
             candidate = ipaddress.ip_address(first + (offset + step) % size)
@@ -327,6 +350,7 @@ class StoreState:
         self.version = version
         self.exists = exists
         self.managed = managed
+        self.owner = 'this mesh'
 
 
 class VipResult:
@@ -344,31 +368,34 @@ class VipResult:
 def reconcile_vips(store: Any, used: UsedAddresses, hosts: Sequence[str], pool: Any, state: str = 'present',
                    fixed: Optional[Dict[str, str]] = None, exclude: Optional[Sequence[Any]] = None,
                    check_mode: bool = False, retries: int = 10,
-                   sleep: Callable[[float], None] = time.sleep) -> VipResult:
+                   sleep: Callable[[float], None] = time.sleep, release: Sequence[str] = (),
+                   first_read: Optional['StoreState'] = None, mesh: str = DEFAULT_MESH) -> VipResult:
     """Allocate (present) or release (absent) ``hosts`` in ``store``, retrying on conflicts.
 
     ``store`` has ``read() -> StoreState``, ``write(data, version)`` (create when version is
     None) and ``delete(version)``, the last two raising :class:`StoreConflict` on 409.
-    Check mode computes the same answer and writes nothing.
+    ``release``: with ``present``, hosts to drop in the same write (no longer consumed).
+    ``first_read``: the store as an earlier read-only step saw it, used for the first round
+    (a conflict re-reads). Check mode computes the same answer and writes nothing.
     """
     network = parse_pool(pool) if state == 'present' else None
     attempts = 0
     while True:
         attempts += 1
-        current = store.read()
+        current = first_read if (attempts == 1 and first_read is not None) else store.read()
         if current.exists and not current.managed:
-            raise MeshlinkError('%s exists but is not managed by meshlink (no label %s=%s): it was not created by '
-                                'this collection, so it is left alone. Rename it, or set store_name to another '
-                                'name' % (getattr(store, 'description', 'The VIP store'), MANAGED_BY_LABEL,
-                                          MANAGED_BY_VALUE))
+            raise MeshlinkError('%s exists and %s: it was not created by this mesh, so it is left alone. '
+                                'Delete or rename it, or set store_name to another name'
+                                % (getattr(store, 'description', 'The VIP store'), current.owner))
         result = VipResult()
         result.attempts = attempts
         result.before = dict(current.data)
         if state == 'present':
             allocation = allocate_vips(hosts, network, used=used, existing=current.data, fixed=fixed,
-                                       exclude=exclude)
-            after = dict(current.data)
+                                       exclude=exclude, mesh=mesh)
+            after = {host: ip for host, ip in current.data.items() if host not in release or host in hosts}
             after.update(allocation.vips)
+            result.released = [host for host in release if host in current.data and host not in hosts]
             result.vips = allocation.vips
             result.allocated = allocation.allocated
             result.warnings = allocation.warnings
@@ -394,27 +421,49 @@ def reconcile_vips(store: Any, used: UsedAddresses, hosts: Sequence[str], pool: 
             sleep(min(2.0, 0.05 * attempts) * (0.5 + random.random()))
 
 
+def store_state(obj: Optional[Dict[str, Any]], mesh: str) -> 'StoreState':
+    """The store as read (None when absent), for this mesh."""
+    if obj is None:
+        return StoreState({}, None, exists=False, managed=True)
+    data = {str(k): str(v) for k, v in (obj.get('data') or {}).items()}
+    state = StoreState(data, (obj.get('metadata') or {}).get('resourceVersion'), exists=True,
+                       managed=is_ours(obj, mesh))
+    state.owner = owner_of(obj)
+    return state
+
+
+def other_store_reservations(configmaps: Sequence[Dict[str, Any]], mesh: str, used: UsedAddresses) -> None:
+    """Add the addresses other meshes' VIP stores hold to ``used`` (read, never written)."""
+    for obj in configmaps:
+        labels = labels_of(obj)
+        other = labels.get(MESH_LABEL)
+        if not other or other == mesh or labels.get(COMPONENT_LABEL) != VIP_STORE:
+            continue
+        metadata = obj.get('metadata') or {}
+        where = 'the VIP store %s/%s of mesh %s' % (metadata.get('namespace'), metadata.get('name'), other)
+        for host, address in (obj.get('data') or {}).items():
+            # Marked with the other mesh, so a host of the same name is never "the same owner".
+            used.add(str(address), ['%s (mesh %s)' % (host, other)], where)
+
+
 class ConfigMapStore:
     """The VIP store as a ConfigMap (data ``<host>: <ip>``), guarded by its resourceVersion."""
 
-    def __init__(self, cluster: Any, namespace: str, name: str) -> None:
+    def __init__(self, cluster: Any, namespace: str, name: str, mesh: str = DEFAULT_MESH) -> None:
         self.cluster = cluster
         self.namespace = namespace
         self.name = name
+        self.mesh = mesh
         self.ref = ObjectRef('ConfigMap', namespace, name)
         self.description = 'ConfigMap %s/%s' % (namespace, name)
 
     def read(self) -> StoreState:
-        obj = self.cluster.get(core_path('configmaps', self.namespace, self.name), self.ref)
-        if obj is None:
-            return StoreState({}, None, exists=False, managed=True)
-        data = {str(k): str(v) for k, v in (obj.get('data') or {}).items()}
-        return StoreState(data, (obj.get('metadata') or {}).get('resourceVersion'), exists=True,
-                          managed=is_managed(obj))
+        return store_state(self.cluster.get(core_path('configmaps', self.namespace, self.name), self.ref), self.mesh)
 
     def write(self, data: Dict[str, str], version: Optional[str]) -> None:
-        metadata: Dict[str, Any] = {'name': self.name, 'namespace': self.namespace,
-                                    'labels': {MANAGED_BY_LABEL: MANAGED_BY_VALUE}}
+        labels = ownership_labels(self.mesh)
+        labels[COMPONENT_LABEL] = VIP_STORE
+        metadata: Dict[str, Any] = {'name': self.name, 'namespace': self.namespace, 'labels': labels}
         body = {'apiVersion': 'v1', 'kind': 'ConfigMap', 'metadata': metadata, 'data': dict(sorted(data.items()))}
         try:
             if version is None:
@@ -440,22 +489,59 @@ class ConfigMapStore:
             raise
 
 
+def pool_for(pool: Optional[str], version: Optional[Tuple[int, int, int]]) -> Tuple[ipaddress.IPv4Network, List[str]]:
+    """The pool to allocate from (given, or the default for the istiod version) and its warnings."""
+    warnings: List[str] = []
+    if not pool and version is None:
+        warnings.append('The istiod version is unknown (no istiod Deployment with a version tag in %s): using the '
+                        'pool 240.0.0.0/16' % ISTIO_NAMESPACE)
+    network = parse_pool(pool or _istio.default_pool_for(version))
+    warnings.extend(pool_warnings(network, version))
+    return network, warnings
+
+
+def reserved_addresses(service_entries: Sequence[Dict[str, Any]], store_configmaps: Sequence[Dict[str, Any]],
+                       mesh: str) -> UsedAddresses:
+    """What a new VIP must avoid: every ServiceEntry address and other meshes' stores."""
+    used = used_addresses(service_entries)
+    other_store_reservations(store_configmaps, mesh, used)
+    return used
+
+
+def validate_fixed(fixed: Any) -> Dict[str, str]:
+    """``fixed`` host -> IPv4 address, exactly as given (no stripping)."""
+    if not isinstance(fixed, dict):
+        raise InputError(['fixed: must be a mapping of <name>.<namespace>.global hosts to IPv4 addresses'])
+    errors = []
+    result: Dict[str, str] = {}
+    for host, value in fixed.items():
+        if split_global_host(host) is None:
+            errors.append("fixed: key %r is not <name>.<namespace>.global" % (host,))
+            continue
+        try:
+            if not isinstance(value, str) or ipaddress.ip_address(value).version != 4:
+                raise ValueError(value)
+        except ValueError:
+            errors.append("fixed.%s: %r is not an IPv4 address" % (host, value))
+            continue
+        result[host] = value
+    if errors:
+        raise InputError(errors)
+    return result
+
+
 def allocate_in_cluster(cluster: Any, hosts: Any, pool: Optional[str] = None, exclude: Optional[Sequence[Any]] = None,
                         fixed: Optional[Dict[str, Any]] = None, state: str = 'present',
-                        store_namespace: str = 'istio-system', store_name: str = 'meshlink-vips',
-                        retries: int = 10, check_mode: bool = False) -> Dict[str, Any]:
+                        store_namespace: str = 'istio-system', store_name: Optional[str] = None,
+                        retries: int = 10, check_mode: bool = False, mesh: str = DEFAULT_MESH) -> Dict[str, Any]:
     """The ``vip_allocate`` module: validate, read the cluster, reconcile the store."""
     hosts = validate_hosts(hosts)
     errors = []
-    fixed = dict(fixed or {})
-    for host, value in fixed.items():
-        if split_global_host(host) is None:
-            errors.append("fixed: key '%s' is not <name>.<namespace>.global" % host)
-        try:
-            if ipaddress.ip_address(str(value).strip()).version != 4:
-                raise ValueError(value)
-        except ValueError:
-            errors.append("fixed.%s: '%s' is not an IPv4 address" % (host, value))
+    try:
+        fixed = validate_fixed(fixed or {})
+    except InputError as error:
+        errors.extend(error.errors)
+        fixed = {}
     if retries < 0:
         errors.append('retries: must be 0 or more')
     if errors:
@@ -463,40 +549,35 @@ def allocate_in_cluster(cluster: Any, hosts: Any, pool: Optional[str] = None, ex
     parse_exclude(exclude)
     if pool:
         parse_pool(pool)
+    store_name = store_name or store_name_for(mesh)
 
+    reader = ClusterReader(cluster)
     warnings: List[str] = []
-    deployments = cluster.list(group_path('apps', 'v1', 'deployments', ISTIO_NAMESPACE),
-                               ObjectRef('Deployment', ISTIO_NAMESPACE))
-    istiod = _istio.find_istiod(deployments)
-    version = istiod['version'] if istiod else None
-    if state == 'present' and not pool and version is None:
-        warnings.append('The istiod version is unknown (no istiod Deployment with a version tag in %s): using the '
-                        'pool 240.0.0.0/16' % ISTIO_NAMESPACE)
-    chosen_pool = pool or _istio.default_pool_for(version)
-    network = parse_pool(chosen_pool)
-    if state == 'present':
-        warnings.extend(pool_warnings(network, version))
-
+    version = None
+    network = None
     used = UsedAddresses()
     if state == 'present':
-        if cluster.served_versions(NETWORKING_GROUP):
-            api_version = cluster.networking_version()
-            used = used_addresses(cluster.list(group_path(NETWORKING_GROUP, api_version, 'serviceentries'),
-                                               ObjectRef('ServiceEntry')))
-        else:
+        istiod = _istio.find_istiod(reader.deployments(ISTIO_NAMESPACE))
+        version = istiod['version'] if istiod else None
+        network, pool_messages = pool_for(pool, version)
+        warnings.extend(pool_messages)
+        if not cluster.served_versions(NETWORKING_GROUP):
             warnings.append('networking.istio.io is not served in %s: no ServiceEntry addresses to avoid (is Istio '
                             'installed?)' % cluster.context)
+        used = reserved_addresses(reader.istio_objects('ServiceEntry'),
+                                  reader.configmaps(store_namespace, STORE_SELECTOR), mesh)
 
-    store = ConfigMapStore(cluster, store_namespace, store_name)
+    store = ConfigMapStore(cluster, store_namespace, store_name, mesh)
     outcome = reconcile_vips(store, used, hosts, network, state=state,
-                             fixed={h: str(v).strip() for h, v in fixed.items() if h in hosts},
-                             exclude=exclude, check_mode=check_mode, retries=retries)
+                             fixed={h: v for h, v in fixed.items() if h in hosts},
+                             exclude=exclude, check_mode=check_mode, retries=retries, mesh=mesh)
     warnings.extend(outcome.warnings)
     return {
         'vips': outcome.vips,
         'allocated': outcome.allocated,
         'released': outcome.released,
-        'pool': str(network),
+        'pool': str(network) if network else None,
+        'store': '%s/%s' % (store_namespace, store_name),
         'istio_version': _istio.format_version(version),
         'changed': outcome.changed,
         'diff': {'before_header': 'ConfigMap %s/%s data' % (store_namespace, store_name),

@@ -98,6 +98,7 @@ class FakeCluster:
         meta = obj.setdefault('metadata', {})
         self._version += 1
         meta['resourceVersion'] = str(self._version)
+        meta.setdefault('uid', 'uid-%d' % self._version)
         self.store[(plural, meta.get('namespace'), meta['name'])] = obj
         return obj
 
@@ -161,7 +162,7 @@ class FakeCluster:
                            reason='Conflict')
         return copy.deepcopy(body) if self.dry_run else self.put(plural, body)
 
-    def delete(self, path: str, what: Any, resource_version: Optional[str] = None) -> bool:
+    def delete(self, path: str, what: Any, resource_version: Optional[str] = None, uid: Optional[str] = None) -> bool:
         self._record('delete', path)
         plural, namespace, name = _split(path)
         current = self.store.get((plural, namespace, name))
@@ -169,6 +170,8 @@ class FakeCluster:
             return False
         if resource_version and resource_version != current['metadata']['resourceVersion']:
             raise ApiError('Could not delete %s: precondition failed' % (what,), status=409, reason='Conflict')
+        if uid and uid != current['metadata'].get('uid'):
+            raise ApiError('Could not delete %s: precondition failed (uid)' % (what,), status=409, reason='Conflict')
         if not self.dry_run:
             del self.store[(plural, namespace, name)]
         return True

@@ -51,14 +51,16 @@ def test_one_list_per_kind_and_discovery_once():
     consumer(cluster, [seed_service(), seed_service(name='other')],
              vips={'httpbin.bar.global': SEED_VIP, 'other.bar.global': '127.255.0.3'})
     verbs = [verb for verb, _path in cluster.calls]
-    assert verbs.count('list') == 3 and verbs.count('discover') == 1
+    # discovery is cached by the real Cluster (one GET /apis); the reader asks once for the version
+    assert verbs.count('list') == 3 and verbs.count('get') == 0
 
 
 def test_subsets_add_rule_and_route_and_removing_them_deletes_both():
     cluster = FakeCluster()
     versioned = seed_service(subsets=SUBSETS, route_subset='v2')
+    # written in rank order: the rule before the entry, the route (to its subsets) last
     assert [a[:3] for a in actions(consumer(cluster, [versioned]))] == [
-        ('ServiceEntry', 'foo', 'httpbin-bar'), ('DestinationRule', 'foo', 'httpbin-bar-global'),
+        ('DestinationRule', 'foo', 'httpbin-bar-global'), ('ServiceEntry', 'foo', 'httpbin-bar'),
         ('VirtualService', 'foo', 'httpbin-bar-global')]
     result = consumer(cluster, [seed_service()])
     assert actions(result) == [('ServiceEntry', 'foo', 'httpbin-bar', 'updated'),
@@ -84,7 +86,7 @@ def test_a_foreign_object_is_never_overwritten_and_nothing_is_written():
     with pytest.raises(MeshlinkError) as caught:
         consumer(cluster, [seed_service(), seed_service(name='other')],
                  vips={'httpbin.bar.global': SEED_VIP, 'other.bar.global': '127.255.0.3'})
-    assert 'ServiceEntry foo/httpbin-bar exists but is not managed by meshlink' in str(caught.value)
+    assert 'ServiceEntry foo/httpbin-bar exists and was not made by meshlink' in str(caught.value)
     assert 'rename or delete it' in str(caught.value)
     assert cluster.writes() == []
     assert cluster.objects('serviceentries')[0]['spec'] == {'hosts': ['hand.made']}
@@ -95,7 +97,7 @@ def test_check_mode_predicts_without_storing():
     result = consumer(cluster, [seed_service(subsets=SUBSETS, route_subset='v1')])
     assert [a[3] for a in actions(result)] == ['would_create'] * 3 and result['changed']
     assert cluster.objects('serviceentries') == []
-    assert all(verb == 'apply' for verb, _path in cluster.writes())  # sent, as dry runs
+    assert [verb for verb, _path in cluster.writes()] == ['create'] * 3  # sent, as dry runs
 
 
 @pytest.mark.parametrize('dry_run,predicted', [(True, True), (False, False)])
@@ -105,8 +107,8 @@ def test_missing_namespace_is_predicted_in_check_mode_only(monkeypatch, dry_run,
     cluster = FakeCluster(dry_run=dry_run)
 
     def no_namespace(path, body, what):
-        raise ApiError('Could not apply %s: namespaces "foo" not found' % (what,), status=404, reason='NotFound')
-    monkeypatch.setattr(cluster, 'apply', no_namespace)
+        raise ApiError('Could not create %s: namespaces "foo" not found' % (what,), status=404, reason='NotFound')
+    monkeypatch.setattr(cluster, 'create', no_namespace)
     if predicted:
         result = consumer(cluster, [seed_service()])
         assert [a[3] for a in actions(result)] == ['would_create'] and result['changed']

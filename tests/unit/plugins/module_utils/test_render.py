@@ -27,7 +27,8 @@ from meshlink_fakes import (
     seed_service,
 )
 
-LABELS = {'app.kubernetes.io/managed-by': 'meshlink', 'multicluster.meshlink.io/service': 'httpbin.bar'}
+LABELS = {'app.kubernetes.io/managed-by': 'meshlink', 'meshlink.io/mesh': 'default',
+          'multicluster.meshlink.io/service': 'httpbin.bar'}
 SUBSETS = [
     {'name': 'v1', 'endpoint_labels': {'version': 'v1'}, 'pod_labels': {'version': 'v1'}},
     {'name': 'v2', 'endpoint_labels': {'version': 'v2'}, 'pod_labels': {'version': 'v2', 'track': 'beta'}},

@@ -253,7 +253,7 @@ def test_release_of_unknown_hosts_changes_nothing():
 def test_a_foreign_store_is_refused():
     with pytest.raises(MeshlinkError) as caught:
         reconcile_vips(FakeStore(data={}, managed=False), used_addresses([]), [H1], '240.0.0.0/16')
-    assert 'is not managed by meshlink' in str(caught.value)
+    assert 'it was not created by this mesh, so it is left alone' in str(caught.value)
 
 
 def istiod(version):
@@ -269,9 +269,12 @@ def test_allocate_in_cluster_writes_a_labelled_config_map_and_avoids_service_ent
     assert result['pool'] == '240.0.0.0/16' and result['changed'] and result['allocated'] == [H1]
     assert ipaddress.ip_address(result['vips'][H1]) in ipaddress.ip_network('240.0.128.0/17')
     stored = cluster.objects('configmaps')[0]
-    assert stored['metadata']['labels'] == {'app.kubernetes.io/managed-by': 'meshlink'}
+    assert stored['metadata']['name'] == 'meshlink-vips-default'
+    assert stored['metadata']['labels'] == {'app.kubernetes.io/managed-by': 'meshlink', 'meshlink.io/mesh': 'default',
+                                            'meshlink.io/component': 'vip-store'}
     assert stored['data'] == {H1: result['vips'][H1]}
-    assert [v for v, _p in cluster.calls].count('list') == 2  # Deployments once, ServiceEntries once
+    # Deployments once, ServiceEntries once, the VIP stores of every mesh once
+    assert [v for v, _p in cluster.calls].count('list') == 3
 
 
 def test_allocate_in_cluster_default_pool_for_old_istio():

@@ -1,0 +1,43 @@
+# -*- coding: utf-8 -*-
+# Copyright: (c) 2026, Meshlink contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+
+"""meshlink.multicluster.mesh_check: cross-cluster checks of the inspections, on the controller.
+
+After cluster_inspect ran on every host of the play (its results registered as
+``meshlink_inspection``), this compares what no single cluster can judge alone, before the
+first write of the run: two inventory hosts must not reach the same cluster.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Dict, Optional
+
+from ansible.errors import AnsibleActionFail
+from ansible.plugins.action import ActionBase
+
+from ansible_collections.meshlink.multicluster.plugins.plugin_utils._cluster_action import duplicate_identities
+
+
+class ActionModule(ActionBase):
+    TRANSFERS_FILES = False
+    _VALID_ARGS = frozenset(('inspections', 'hosts'))
+
+    def run(self, tmp: Any = None, task_vars: Optional[Dict[str, Any]] = None) -> Dict[str, Any]:
+        task_vars = task_vars or {}
+        result = super().run(tmp, task_vars)
+        hosts = self._task.args.get('hosts') or list(task_vars.get('ansible_play_hosts') or [])
+        inspections = self._task.args.get('inspections')
+        if inspections is None:
+            hostvars = task_vars.get('hostvars') or {}
+            inspections = {}
+            for host in hosts:
+                if host in hostvars and 'meshlink_inspection' in hostvars[host]:
+                    inspections[host] = self._templar.template(hostvars[host]['meshlink_inspection'])
+        identities = {h: (i or {}).get('cluster_identity') for h, i in inspections.items() if isinstance(i, dict)}
+        problems = duplicate_identities(identities)
+        if problems:
+            raise AnsibleActionFail('Nothing was written to any cluster: %s' % '; '.join(problems))
+        result['changed'] = False
+        result['clusters'] = {h: (i or {}).get('server') for h, i in identities.items()}
+        return result

@@ -1,0 +1,171 @@
+# -*- coding: utf-8 -*-
+# Copyright: (c) 2026, Meshlink contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+
+# PRIVATE to the meshlink.multicluster collection: no compatibility promise, may change or
+# disappear in any release. Do not import it from other collections.
+
+"""Controller-side help for the per-cluster modules (cluster_inspect, cluster_reconcile, ...).
+
+One inventory host is one cluster. Its connection is the host's ``meshlink_*`` variables,
+resolved here once for every per-cluster module, so that roles and plays need no
+``module_defaults`` and a role imported into a user's own play cannot silently fall through to
+the kubeconfig's current context:
+
+- options given in the task win, as one bundle (the module ignores ``K8S_AUTH_*`` then);
+- else the host variables (``meshlink_context``, ``meshlink_kubeconfig``, ``meshlink_host``, ...);
+- else, when the host names no cluster, the ``K8S_AUTH_*`` environment (AWX's Kubernetes
+  credential), which the module reads itself;
+- else the task fails naming the variables to set.
+
+Nothing here imports the kubernetes library (it would cost every worker process its import).
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable, Dict, List, Mapping, Optional
+
+# Module option -> host variable. Kept equal to _client.CONNECTION_OPTIONS by a unit test.
+HOST_VARIABLES = {
+    'kubeconfig': 'meshlink_kubeconfig',
+    'context': 'meshlink_context',
+    'host': 'meshlink_host',
+    'api_key': 'meshlink_api_key',
+    'username': 'meshlink_username',
+    'password': 'meshlink_password',
+    'validate_certs': 'meshlink_validate_certs',
+    'ca_cert': 'meshlink_ca_cert',
+    'client_cert': 'meshlink_client_cert',
+    'client_key': 'meshlink_client_key',
+    'proxy': 'meshlink_proxy',
+    'no_proxy': 'meshlink_no_proxy',
+    'impersonate_user': 'meshlink_impersonate_user',
+    'impersonate_groups': 'meshlink_impersonate_groups',
+    'request_timeout': 'meshlink_request_timeout',
+}
+NAMING = ('kubeconfig', 'context', 'host')
+NAMING_ENVIRONMENT = ('K8S_AUTH_KUBECONFIG', 'K8S_AUTH_CONTEXT', 'K8S_AUTH_HOST')
+
+
+class ConnectionMissing(Exception):
+    """The host names no cluster and the environment names none either."""
+
+
+def _given(value: Any) -> bool:
+    return value is not None and value != '' and value != [] and value != {}
+
+
+def host_connection(task_args: Mapping[str, Any], lookup: Callable[[str], Any], environ: Mapping[str, str],
+                    host: str) -> Dict[str, Any]:
+    """Connection options to add to a per-cluster module's arguments (module docstring).
+
+    ``lookup(variable)`` returns the templated host variable, or None when it is not set.
+    """
+    if any(_given(task_args.get(option)) for option in HOST_VARIABLES):
+        return {}
+    found = {}
+    for option, variable in HOST_VARIABLES.items():
+        value = lookup(variable)
+        if _given(value):
+            found[option] = value
+    if any(option in found for option in NAMING):
+        return found
+    if any(environ.get(name) for name in NAMING_ENVIRONMENT):
+        # The module takes the K8S_AUTH_* bundle; host values that do not name a cluster
+        # (validate_certs, a CA, a timeout) still apply on top of it.
+        return found
+    raise ConnectionMissing(
+        'Host %s names no cluster to connect to: set meshlink_context (a context of meshlink_kubeconfig, or of '
+        '~/.kube/config), or meshlink_kubeconfig, or meshlink_host with meshlink_api_key, for this host - or run with '
+        'a Kubernetes credential that sets K8S_AUTH_HOST (AWX). The kubeconfig\'s current context is never used '
+        'implicitly: it may be another cluster.' % host)
+
+
+def source_gateways(plan: Mapping[str, Any], cluster: str, inspection_of: Callable[[str], Optional[Mapping[str, Any]]],
+                    overrides: Optional[Mapping[str, Any]]) -> Dict[str, Any]:
+    """``{source: {address, port}}`` for the clusters ``cluster`` consumes from: an override
+    (``meshlink_gateway_overrides``) first, else what that cluster's inspection found."""
+    result: Dict[str, Any] = {}
+    overrides = overrides or {}
+    part = (plan.get('clusters') or {}).get(cluster) or {}
+    for service in part.get('consumes') or []:
+        source = service.get('cluster')
+        if source in result:
+            continue
+        override = overrides.get(source)
+        if isinstance(override, Mapping) and override:
+            result[source] = {'address': override.get('address'), 'port': override.get('port')}
+            continue
+        inspection = inspection_of(source) or {}
+        gateway = inspection.get('gateway') if isinstance(inspection, Mapping) else None
+        if isinstance(gateway, Mapping) and gateway.get('address'):
+            result[source] = {'address': gateway.get('address'), 'port': gateway.get('port')}
+    return result
+
+
+def duplicate_identities(identities: Mapping[str, Optional[Mapping[str, Any]]]) -> List[str]:
+    """Problems when two inventory hosts reach the same cluster (same kube-system namespace uid)."""
+    seen: Dict[str, str] = {}
+    problems = []
+    for host in sorted(identities):
+        identity = identities[host] or {}
+        uid = identity.get('kube_system_uid')
+        if not uid:
+            continue
+        if uid in seen:
+            problems.append('inventory hosts %s and %s reach the same cluster (%s, kube-system uid %s): each host must '
+                            'be its own cluster - fix their meshlink_context/meshlink_host'
+                            % (seen[uid], host, identity.get('server', '?'), uid))
+        else:
+            seen[uid] = host
+    return problems
+
+
+try:  # the helpers above are plain Python (unit tests import them without Ansible)
+    from ansible.errors import AnsibleActionFail
+    from ansible.plugins.action import ActionBase
+except ImportError:  # pragma: no cover
+    ActionBase = object  # type: ignore[assignment,misc]
+    AnsibleActionFail = Exception  # type: ignore[assignment,misc]
+
+
+class ClusterAction(ActionBase):  # type: ignore[misc,valid-type]
+    """Runs the per-cluster module with the host's connection (``host_connection``) added, and
+    whatever else ``extra_args`` adds from the controller's view of the run."""
+
+    MODULE = ''
+    TRANSFERS_FILES = False
+    _VALID_ARGS = frozenset()  # the module validates its own arguments
+
+    def _var(self, task_vars: Mapping[str, Any], name: str) -> Any:
+        if name not in task_vars:
+            return None
+        return self._templar.template(task_vars[name])
+
+    def _host_var(self, task_vars: Mapping[str, Any], host: str, name: str) -> Any:
+        hostvars = task_vars.get('hostvars') or {}
+        if host not in hostvars:
+            return None
+        values = hostvars[host]
+        if name not in values:
+            return None
+        return self._templar.template(values[name])
+
+    def extra_args(self, args: Dict[str, Any], task_vars: Mapping[str, Any]) -> Dict[str, Any]:
+        """Arguments the action adds (subclasses); ``args`` are the task's."""
+        return {}
+
+    def run(self, tmp: Any = None, task_vars: Optional[Dict[str, Any]] = None) -> Dict[str, Any]:
+        import os  # pylint: disable=import-outside-toplevel
+
+        task_vars = task_vars or {}
+        result = super().run(tmp, task_vars)
+        args = dict(self._task.args)
+        host = task_vars.get('inventory_hostname', '?')
+        try:
+            args.update(host_connection(args, lambda name: self._var(task_vars, name), os.environ, host))
+        except ConnectionMissing as error:
+            raise AnsibleActionFail(str(error)) from None
+        args.update(self.extra_args(args, task_vars))
+        result.update(self._execute_module(module_name=self.MODULE, module_args=args, task_vars=task_vars))
+        return result
