@@ -414,7 +414,8 @@ class Handlers:
             detail.append(f"{h} is the ClusterIP of Service {key(svc)}")
         else:
             fqdn = xds.service_fqdn(h, ns)
-            _, capture, how = gates.dns_config(view)
+            _, capture, _ = gates.dns_config(view)
+            how = "Istio DNS proxy (ISTIO_META_DNS_CAPTURE)"
             svc = view.service(fqdn.split(".")[1], fqdn.split(".")[0]) if fqdn else None
             if svc is not None and spec_of(svc).get("clusterIP") not in (None, "", "None"):
                 dest_ip = spec_of(svc)["clusterIP"]
@@ -426,8 +427,10 @@ class Handlers:
                 detail.append(f"dns {host} -> {ip} (lab resolver); PassthroughCluster")
                 return routing.Plan([Target(ip, int(port), f"{ip}:{port} (passthrough)")], None, detail, h)
             else:
-                why = ("no Service of that name in this cluster" + ("" if capture else f" and {how}")
-                       + ("" if not capture else f"; istiod has no cluster for {fqdn}"))
+                why = ("no Service of that name in this cluster, and " +
+                       (f"istiod knows no {fqdn} (the {how} answers nothing)" if capture else
+                        "no ISTIO_META_DNS_CAPTURE in istio-system/istio: create the Service here (a stub) or "
+                        "turn on DNS proxying"))
                 raise RouteError(f"Could not resolve host: {host} ({why})", "dns", None)
         cluster_name, how = xds.sidecar_cluster(snap, fqdn, port, request, rid, dest_ip)
         detail.append(how)
