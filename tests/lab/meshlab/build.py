@@ -25,15 +25,19 @@ def _say(msg: str) -> None:
     print(f"[lab build] {msg}", flush=True)
 
 
-def _go_build(args: list[str], cwd: Path, what: str, env: dict | None = None) -> None:
-    """Run a go build with -v, printing a progress line every 100 packages."""
+def _go_build(args: list[str], cwd: Path, what: str, env: dict | None = None, measure: bool = False) -> None:
+    """Run a go build with -v, printing a progress line every 100 packages.
+
+    `measure`: run it under `/usr/bin/time -v` (when there) and log the peak memory."""
     started = time.monotonic()
     log_path = versions.cache_dir() / f"build-{what}.log"
     log_path.parent.mkdir(parents=True, exist_ok=True)
     _say(f"building {what} (first time only; log: {log_path})")
+    time_path = log_path.with_suffix(".time")
+    prefix = ["/usr/bin/time", "-v", "-o", str(time_path)] if measure and Path("/usr/bin/time").exists() else []
     with open(log_path, "w", encoding="utf-8") as log:
         proc = subprocess.Popen(
-            ["go", *args], cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+            [*prefix, "go", *args], cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
             text=True, env={**os.environ, **(env or {})},
         )
         assert proc.stdout is not None
@@ -47,7 +51,12 @@ def _go_build(args: list[str], cwd: Path, what: str, env: dict | None = None) ->
     if rc != 0:
         tail = log_path.read_text(encoding="utf-8").splitlines()[-20:]
         raise SystemExit(f"building {what} failed (rc={rc}); last lines of {log_path}:\n" + "\n".join(tail))
-    _say(f"{what} built in {time.monotonic() - started:.0f}s")
+    peak = ""
+    if prefix and time_path.exists():
+        for line in time_path.read_text(encoding="utf-8").splitlines():
+            if "Maximum resident set size" in line:
+                peak = f"; peak memory {int(line.rsplit(':', 1)[1]) // 1024} MB (largest process, /usr/bin/time -v)"
+    _say(f"{what} built in {time.monotonic() - started:.0f}s{peak}")
 
 
 def ensure_kubernetes() -> None:
@@ -98,6 +107,31 @@ def ensure_istio_crds() -> None:
     shutil.copyfile(module_dir / "kubernetes" / "customresourcedefinitions.gen.yaml", target)
 
 
+def ensure_istiod() -> None:
+    """The real istiod (pilot-discovery) of istio.io/istio@ISTIOD, built once into the cache.
+
+    `-trimpath -ldflags '-s -w'` (a small binary; the flags of the build that warmed the Go
+    build cache). The Go build cache cannot share compiled k8s.io packages with the kube
+    build: build/kube and build/istiod resolve different versions of their common
+    dependencies (golang.org/x/sys, x/net, grpc, ...), so the k8s.io packages compile twice
+    whatever the flags. `pilot-discovery version` says what was built (versions.ISTIOD_VERSION).
+    """
+    target = versions.istiod_bin()
+    if target.exists():
+        return
+    target.parent.mkdir(parents=True, exist_ok=True)
+    goenv = subprocess.run(["go", "env", "GOOS", "GOARCH"], capture_output=True, text=True, check=True).stdout.split()
+    stamp = {"buildVersion": versions.ISTIOD_VERSION, "buildGitRevision": versions.ISTIOD_COMMIT,
+             "buildStatus": "Clean", "buildTag": versions.ISTIOD, "buildHub": "docker.io/istio",
+             "buildOS": goenv[0], "buildArch": goenv[1]}
+    ldflags = "-s -w " + " ".join(f"-X istio.io/istio/pkg/version.{k}={v}" for k, v in stamp.items())
+    partial = target.with_name(target.name + ".partial")
+    _go_build(["build", "-v", "-trimpath", "-ldflags", ldflags, "-o", str(partial),
+               "istio.io/istio/pilot/cmd/pilot-discovery"], versions.LAB_DIR / "build" / "istiod",
+              f"istiod-{versions.ISTIOD}", measure=True)
+    partial.rename(target)
+
+
 def ensure_xds_client() -> None:
     """The lab's xDS client (build/xds, `meshlab-xds`): one per proxy of a current-Istio cluster.
 
@@ -123,6 +157,7 @@ def ensure_all() -> None:
     ensure_kwok()
     ensure_kubernetes()
     ensure_xds_client()
+    ensure_istiod()
 
 
 if __name__ == "__main__":

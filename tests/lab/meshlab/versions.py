@@ -14,6 +14,13 @@ ETCD = "v3.6.8"
 KWOK = "v0.8.0"
 # Istio's CRDs (with their OpenAPI schemas) come from this istio.io/api module.
 ISTIO_API = "v1.24.2"
+# The real istiod (pilot-discovery) of "current Istio" lab clusters: a master commit of
+# istio.io/istio (the module proxy serves only commit pseudo-versions of it), pinned in
+# build/istiod/go.mod. Its `version` says what was built: the release line it precedes
+# plus the commit.
+ISTIOD = "v0.0.0-20260827124520-eed52ebb66ad"
+ISTIOD_COMMIT = ISTIOD.rsplit("-", 1)[1]
+ISTIOD_VERSION = f"1.31-dev+{ISTIOD_COMMIT}"
 
 # The Istio version a lab cluster stands for unless LAB_ISTIO_VERSION says otherwise:
 # the last line of releases where `.global` works without the legacy flag.
@@ -45,3 +52,7 @@ def kwok_bin(name: str) -> Path:
 
 def istio_crds() -> Path:
     return cache_dir() / f"istio-api-{ISTIO_API}" / "customresourcedefinitions.gen.yaml"
+
+
+def istiod_bin() -> Path:
+    return cache_dir() / f"istiod-{ISTIOD}" / "pilot-discovery"
