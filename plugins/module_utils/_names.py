@@ -7,14 +7,16 @@
 
 """Names the collection shares with its roles, the lab and the docs (docs/architecture.md).
 
-Labels, field manager, object names and the Kubernetes/Istio name rules used to validate them.
-Pure Python: no Ansible, no kubernetes client.
+Labels, field manager, object names and the Kubernetes/Istio name rules used to validate them
+(the rules themselves live in _validate.py). Pure Python: no Ansible, no kubernetes client.
 """
 
 from __future__ import annotations
 
 import re
 from typing import Any, Dict, Optional
+
+from ansible_collections.meshlink.multicluster.plugins.module_utils import _validate
 
 COLLECTION_VERSION = '0.1.0'  # kept equal to galaxy.yml by tests/unit (test_client.py)
 
@@ -39,60 +41,15 @@ ISTIO_PLURALS = {
     'Gateway': 'gateways',
 }
 
-_DNS1123_LABEL = re.compile(r'^[a-z0-9]([-a-z0-9]*[a-z0-9])?$')
-_DNS1123_SUBDOMAIN = re.compile(r'^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$')
-_LABEL_NAME = re.compile(r'^([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9]$')
-_GLOBAL_HOST = re.compile(r'^([a-z0-9]([-a-z0-9]*[a-z0-9])?)\.([a-z0-9]([-a-z0-9]*[a-z0-9])?)\.global$')
+# ``<name>.<namespace>.global``: used with fullmatch (``$`` would accept a trailing newline).
+_GLOBAL_HOST = re.compile(r'([a-z0-9](?:[-a-z0-9]*[a-z0-9])?)\.([a-z0-9](?:[-a-z0-9]*[a-z0-9])?)\.global')
 
-
-def dns1123_label_problem(value: Any) -> Optional[str]:
-    """Why ``value`` is not a DNS-1123 label (Kubernetes namespace/Service name), or None."""
-    if not isinstance(value, str) or not value:
-        return 'must be a non-empty string'
-    if len(value) > 63:
-        return "'%s' is %d characters long; a DNS-1123 label has at most 63" % (value, len(value))
-    if not _DNS1123_LABEL.match(value):
-        return ("'%s' is not a DNS-1123 label: use lower case letters, digits and '-', starting and "
-                "ending with a letter or digit" % value)
-    return None
-
-
-def dns1123_subdomain_problem(value: Any) -> Optional[str]:
-    """Why ``value`` is not a DNS-1123 subdomain (label key prefix, object name), or None."""
-    if not isinstance(value, str) or not value:
-        return 'must be a non-empty string'
-    if len(value) > 253:
-        return "'%s' is longer than 253 characters" % value
-    if not _DNS1123_SUBDOMAIN.match(value):
-        return "'%s' is not a DNS-1123 subdomain (lower case letters, digits, '-' and '.')" % value
-    return None
-
-
-def label_key_problem(key: Any) -> Optional[str]:
-    """Why ``key`` is not a valid Kubernetes label key (``[prefix/]name``), or None."""
-    if not isinstance(key, str) or not key:
-        return 'label keys must be non-empty strings'
-    prefix, sep, name = key.rpartition('/')
-    if sep:
-        problem = dns1123_subdomain_problem(prefix)
-        if problem:
-            return "label key '%s': prefix %s" % (key, problem)
-    if len(name) > 63 or not _LABEL_NAME.match(name):
-        return ("label key '%s': the name part must be at most 63 characters of letters, digits, "
-                "'-', '_' or '.', starting and ending with a letter or digit" % key)
-    return None
-
-
-def label_value_problem(value: Any) -> Optional[str]:
-    """Why ``value`` is not a valid Kubernetes label value (may be empty), or None."""
-    if not isinstance(value, str):
-        return 'label values must be strings'
-    if value == '':
-        return None
-    if len(value) > 63 or not _LABEL_NAME.match(value):
-        return ("label value '%s' must be at most 63 characters of letters, digits, '-', '_' or '.', "
-                "starting and ending with a letter or digit" % value)
-    return None
+# The Kubernetes name rules, exact (fullmatch, ASCII only, no strip): see _validate.py. Kept
+# importable from here for the callers that know them by this module.
+dns1123_label_problem = _validate.dns1123_label_problem
+dns1123_subdomain_problem = _validate.dns1123_subdomain_problem
+label_key_problem = _validate.label_key_problem
+label_value_problem = _validate.label_value_problem
 
 
 def global_host(name: str, namespace: str) -> str:
@@ -104,10 +61,10 @@ def split_global_host(host: Any) -> Optional[tuple]:
     """``(name, namespace)`` of a ``<name>.<namespace>.global`` host, or None if it is not one."""
     if not isinstance(host, str):
         return None
-    match = _GLOBAL_HOST.match(host)
-    if not match:
+    match = _GLOBAL_HOST.fullmatch(host)
+    if not match or len(match.group(1)) > 63 or len(match.group(2)) > 63:
         return None
-    return match.group(1), match.group(3)
+    return match.group(1), match.group(2)
 
 
 def service_key(name: str, namespace: str) -> str:
