@@ -17,17 +17,23 @@ and ``preflight`` do with the output of ``mesh_plan``) gives the same services.
 
 from __future__ import annotations
 
-import ipaddress
 from typing import Any, Dict, List, Optional, Sequence
 
 from ansible_collections.meshlink.multicluster.plugins.module_utils._errors import InputError
 from ansible_collections.meshlink.multicluster.plugins.module_utils._names import (
-    dns1123_label_problem,
     global_host,
-    label_key_problem,
-    label_value_problem,
     service_entry_name,
     service_key,
+)
+from ansible_collections.meshlink.multicluster.plugins.module_utils._validate import (
+    dns1123_label_problem,
+    ipv4_problem,
+    label_key_problem,
+    label_value_problem,
+    port_number,
+    port_problem,
+    show,
+    text_problem,
 )
 
 # Port protocols a ServiceEntry port accepts (Istio's protocol list; UDP is not supported).
@@ -66,18 +72,26 @@ class _Errors:
 
 
 def _port_number(value: Any) -> Optional[int]:
-    """An int from an int or a string of digits (templating yields strings); bools are not ports."""
-    if isinstance(value, bool):
-        return None
-    if isinstance(value, int):
-        return value
-    if isinstance(value, str) and value.strip().isdigit():
-        return int(value.strip())
-    return None
+    """The port (1-65535) of an int or a string of ASCII digits (templating yields strings), else None.
+
+    Exact: no strip, no bools, floats or other scripts' digits (see ``_validate.port_number``).
+    """
+    return port_number(value)
+
+
+def _cluster_problem(value: Any) -> Optional[str]:
+    """Why ``value`` is not an inventory host name (any text without whitespace), or None."""
+    if value is None or value == '':
+        return None  # the caller says what is required
+    return text_problem(value, 'an inventory host name', ascii_only=False)
 
 
 def _labels(value: Any, path: str, errors: _Errors, required: bool = False) -> Dict[str, str]:
-    """Validate a label map; integers are accepted and turned into strings (``version: 1``)."""
+    """Validate a label map; integers are accepted and turned into strings (``version: 1``).
+
+    Booleans, floats and null are not (YAML reads ``true``, ``1.0`` and ``~`` as those): the
+    message says to quote them. Keys and values are checked exactly, never stripped.
+    """
     if value is None:
         value = {}
     if not isinstance(value, dict):
@@ -91,10 +105,7 @@ def _labels(value: Any, path: str, errors: _Errors, required: bool = False) -> D
         if problem:
             errors.add(path, problem)
             continue
-        if isinstance(raw, bool) or raw is None:
-            errors.add('%s.%s' % (path, key), "%r is not a label value - quote it as a string" % (raw,))
-            continue
-        text = str(raw) if isinstance(raw, int) else raw
+        text = str(raw) if isinstance(raw, int) and not isinstance(raw, bool) else raw
         problem = label_value_problem(text)
         if problem:
             errors.add('%s.%s' % (path, key), problem)
@@ -129,18 +140,19 @@ def _ports(value: Any, path: str, errors: _Errors) -> List[Dict[str, Any]]:
             seen_names[name] = index
         raw_number = port.get('number')
         number = _port_number(raw_number)
-        if number is None or not 1 <= number <= 65535:
-            errors.add(port_path + '.number', '%r is not a port (1-65535)' % (raw_number,)
-                       if raw_number is not None else 'is required (1-65535)')
+        if number is None:
+            errors.add(port_path + '.number', port_problem(raw_number) if raw_number is not None
+                       else 'is required (1-65535)')
         elif number in seen_numbers:
             errors.add(port_path + '.number', '%d is already used by %s[%d] - port numbers must be unique'
                        % (number, path, seen_numbers[number]))
         else:
             seen_numbers[number] = index
         protocol = port.get('protocol')
-        if not isinstance(protocol, str) or protocol.upper() not in ISTIO_PROTOCOLS:
+        # Exact: ' http' or 'http\n' is not a protocol (Istio would refuse it), no strip.
+        if not isinstance(protocol, str) or not protocol.isascii() or protocol.upper() not in ISTIO_PROTOCOLS:
             errors.add(port_path + '.protocol', '%s - use one of %s (any case)'
-                       % ('is required' if protocol is None else '%r is not an Istio protocol' % (protocol,),
+                       % ('is required' if protocol is None else '%s is not an Istio protocol' % show(protocol),
                           ', '.join(ISTIO_PROTOCOLS)))
         # The protocol is kept exactly as written: Istio matches it case-insensitively and the
         # seed writes ``http``; rewriting it would make every existing object look changed.
@@ -170,9 +182,13 @@ def _consumers(value: Any, path: str, source_cluster: Any, clusters: Optional[Se
         if namespace is None:
             namespace = default_namespace
         if not isinstance(cluster, str) or not cluster:
-            errors.add(item_path + '.cluster', 'is required (an inventory host name)')
+            errors.add(item_path + '.cluster', 'is required (an inventory host name)' if cluster in (None, '')
+                       else _cluster_problem(cluster))
             continue
-        if clusters is not None and cluster not in clusters:
+        problem = _cluster_problem(cluster)
+        if problem:
+            errors.add(item_path + '.cluster', problem)
+        elif clusters is not None and cluster not in clusters:
             errors.add(item_path + '.cluster', "'%s' is not a known cluster (%s) - add it to the inventory or fix "
                        "the name" % (cluster, ', '.join(clusters) or 'none'))
         elif cluster == source_cluster:
@@ -243,17 +259,14 @@ def _subsets(value: Any, path: str, endpoint_labels: Dict[str, str], errors: _Er
 
 
 def _vip(value: Any, path: str, errors: _Errors) -> Optional[str]:
+    """A fixed VIP: exactly an IPv4 address (no strip); null or '' means none."""
     if value is None or value == '':
         return None
-    try:
-        address = ipaddress.ip_address(value if isinstance(value, str) else '')
-    except ValueError:
-        errors.add(path, '%r is not an IPv4 address (e.g. 240.0.0.10)' % (value,))
+    problem = ipv4_problem(value)
+    if problem:
+        errors.add(path, problem + ' - VIPs are IPv4 (e.g. 240.0.0.10)')
         return None
-    if address.version != 4:
-        errors.add(path, "'%s' is not an IPv4 address - VIPs are IPv4 (e.g. 240.0.0.10)" % value)
-        return None
-    return str(address)
+    return value
 
 
 def normalize_service(raw: Any, index: int, clusters: Optional[Sequence[str]], consumer_namespace: str,
@@ -279,12 +292,14 @@ def normalize_service(raw: Any, index: int, clusters: Optional[Sequence[str]], c
         errors.add(path, "'%s' is %d characters - the service label value allows %d: shorten the name or the "
                    "namespace" % (service_key(name, namespace), len(service_key(name, namespace)), _MAX_LABEL_VALUE))
     if raw.get('host') is not None and raw.get('host') != host:
-        errors.add(path + '.host', "'%s' does not match name and namespace (%s) - the host is always "
-                   "<name>.<namespace>.global: drop the host key" % (raw.get('host'), host))
+        errors.add(path + '.host', "%s does not match name and namespace (%s) - the host is always "
+                   "<name>.<namespace>.global: drop the host key" % (show(raw.get('host')), host))
 
     cluster = raw.get('cluster')
-    if not isinstance(cluster, str) or not cluster:
+    if cluster is None or cluster == '':
         errors.add(path + '.cluster', 'is required: the inventory host (cluster) that runs the service')
+    elif _cluster_problem(cluster):
+        errors.add(path + '.cluster', _cluster_problem(cluster))
     elif clusters is not None and cluster not in clusters:
         errors.add(path + '.cluster', "'%s' is not a known cluster (%s) - add it to the inventory or fix the name"
                    % (cluster, ', '.join(clusters) or 'none'))
@@ -295,8 +310,8 @@ def normalize_service(raw: Any, index: int, clusters: Optional[Sequence[str]], c
     mode = raw.get('mode')
     if mode is None:
         mode = 'sidecar'
-    if mode not in MODES:
-        errors.add(path + '.mode', '%r is not a mode - use sidecar or egress_gateway' % (mode,))
+    if not isinstance(mode, str) or mode not in MODES:
+        errors.add(path + '.mode', '%s is not a mode - use sidecar or egress_gateway' % show(mode))
 
     endpoint_labels = _labels(raw.get('endpoint_labels'), path + '.endpoint_labels', errors)
     subsets = _subsets(raw.get('subsets'), path + '.subsets', endpoint_labels, errors)
@@ -306,12 +321,14 @@ def normalize_service(raw: Any, index: int, clusters: Optional[Sequence[str]], c
         if subsets:
             errors.add(path + '.route_subset', 'is required when subsets are set: name the subset the '
                        'VirtualService routes to (%s)' % ', '.join(str(s['name']) for s in subsets))
+    elif not isinstance(route_subset, str):
+        errors.add(path + '.route_subset', 'must be the name of a subset, got %s' % show(route_subset))
     elif not subsets:
         errors.add(path + '.route_subset', "'%s' is set but the service has no subsets - add subsets or drop "
                    "route_subset" % (route_subset,))
     elif route_subset not in [s['name'] for s in subsets]:
-        errors.add(path + '.route_subset', "'%s' is not one of the subsets (%s)"
-                   % (route_subset, ', '.join(str(s['name']) for s in subsets)))
+        errors.add(path + '.route_subset', "%s is not one of the subsets (%s)"
+                   % (show(route_subset), ', '.join(str(s['name']) for s in subsets)))
 
     vip = _vip(raw.get('vip'), path + '.vip', errors)
     return {
@@ -344,8 +361,13 @@ def normalize_services(services: Any, clusters: Optional[Sequence[str]] = None,
         if not isinstance(clusters, (list, tuple)) or not all(isinstance(c, str) and c for c in clusters):
             errors.add('clusters', 'must be a list of inventory host names')
             clusters = []
-        elif len(set(clusters)) != len(clusters):
-            errors.add('clusters', 'lists a cluster more than once')
+        else:
+            for position, name in enumerate(clusters):
+                problem = _cluster_problem(name)
+                if problem:
+                    errors.add('clusters[%d]' % position, problem)
+            if len(set(clusters)) != len(clusters):
+                errors.add('clusters', 'lists a cluster more than once')
     if services is None:
         services = []
     if not isinstance(services, list):

@@ -198,3 +198,135 @@ def test_plan_per_cluster():
     assert cluster2['needs_egress'] is True
     assert cluster3['consumer_namespaces'] == ['mesh']
     assert [s['host'] for s in plan['services']] == ['httpbin.bar.global', 'orders.shop.global']
+
+
+# -- exactness, by classes of bad input ----------------------------------------------------
+# Nothing is stripped or coerced: a value from a YAML block scalar (trailing newline), a tab or
+# NBSP, a look-alike of another script, a non-ASCII digit, a type Python would coerce, or a
+# value of another field's grammar fails with the field path, never silently normalised.
+
+WHITESPACE = ['{}\n', '{}\t', ' {}', '{} ', '{}\u00a0', '{}\u200b']
+
+
+def _with(**overrides):
+    return [seed_service(**overrides)]
+
+
+def _port(**overrides):
+    port = {'name': 'http1', 'number': 8000, 'protocol': 'http'}
+    port.update(overrides)
+    return _with(ports=[port])
+
+
+def _subset(**overrides):
+    subset = {'name': 'v1', 'endpoint_labels': {'version': 'v1'}, 'pod_labels': {'version': 'v1'}}
+    subset.update(overrides)
+    return _with(subsets=[subset], route_subset=subset['name'] if isinstance(subset['name'], str) else 'v1')
+
+
+FIELDS = {
+    # path: (make services from one value, valid value, bad values by class)
+    'services[0].name': (lambda x: _with(name=x), 'httpbin', {
+        'whitespace': WHITESPACE, 'non-ascii': ['httpbіn', 'ｈｔｔｐｂｉｎ'], 'types': [True, 8000, 1.5, ['httpbin']],
+        'other grammar': ['httpbin.bar.global', '10.0.0.1', 'http://httpbin']}),
+    'services[0].namespace': (lambda x: _with(namespace=x), 'bar', {
+        'whitespace': WHITESPACE, 'non-ascii': ['bаr', 'bar٣'], 'types': [True, 1, {'a': 1}],
+        'other grammar': ['bar.svc', 'Bar']}),
+    'services[0].consumers[0].namespace': (lambda x: _with(consumers=[{'cluster': 'cluster1', 'namespace': x}]),
+                                           'foo', {'whitespace': WHITESPACE, 'non-ascii': ['fоo'],
+                                                   'types': [True, 1], 'other grammar': ['foo/bar']}),
+    'services[0].ports[0].name': (lambda x: _port(name=x), 'http1', {
+        'whitespace': WHITESPACE, 'non-ascii': ['httр1'], 'types': [True, 80, None],
+        'other grammar': ['HTTP', 'http_1', 'http.1']}),
+    'services[0].ports[0].number': (lambda x: _port(number=x), 8000, {
+        'whitespace': ['8000\n', ' 8000', '8000 ', '8000\t', '8000\u00a0'],
+        'non-ascii': ['８０００', '٣', '۸۰۰۰'],
+        'types': [True, False, 8000.0, [8000], {'n': 1}],
+        'other grammar': ['http1', '0x1f40', '+8000', '8e3', 0, 65536, '']}),
+    'services[0].ports[0].protocol': (lambda x: _port(protocol=x), 'http', {
+        'whitespace': WHITESPACE, 'non-ascii': ['ｈｔｔｐ', 'httр'], 'types': [True, 1, ['http']],
+        'other grammar': ['udp', 'http://']}),
+    'services[0].mode': (lambda x: _with(mode=x), 'egress_gateway', {
+        'whitespace': ['sidecar\n', ' sidecar', 'sidecar\u00a0'], 'non-ascii': ['sіdecar'],
+        'types': [True, 1, ['sidecar']], 'other grammar': ['Sidecar', 'egress-gateway']}),
+    'services[0].endpoint_labels.version': (lambda x: _with(endpoint_labels={'version': x}), 'v1', {
+        'whitespace': WHITESPACE, 'non-ascii': ['v١', 'ｖ1'], 'types': [True, None, 1.0, ['v1']],
+        'other grammar': ['v 1', 'x' * 64, 'a/b']}),
+    'services[0].endpoint_labels': (lambda x: _with(endpoint_labels={x: 'v1'}), 'version', {
+        'whitespace': ['version\n', ' version', 'version\u00a0'], 'non-ascii': ['vеrsion'],
+        'other grammar': ['-version', 'a/b/c', '/version']}),
+    'services[0].subsets[0].name': (lambda x: _subset(name=x), 'v1', {
+        'whitespace': WHITESPACE, 'non-ascii': ['ｖ1'], 'types': [True, 1], 'other grammar': ['V1', 'v.1']}),
+    'services[0].subsets[0].pod_labels.version': (
+        lambda x: _subset(pod_labels={'version': x}), 'v1', {
+            'whitespace': WHITESPACE, 'types': [False, None, 2.5], 'non-ascii': ['v١']}),
+    'services[0].vip': (lambda x: _with(vip=x), '240.0.0.10', {
+        'whitespace': WHITESPACE, 'non-ascii': ['２４０.0.0.10', '240.0.0.١٠'],
+        'types': [True, 4026531850, 240.0, ['240.0.0.10']],
+        'other grammar': ['240.0.0.0/16', 'fd00::10', 'vip.example.com', 'http://240.0.0.10', '240.0.0.10:80']}),
+    'services[0].cluster': (lambda x: _with(cluster=x), 'cluster2', {
+        'whitespace': WHITESPACE, 'types': [True, 2, ['cluster2']]}),
+    'services[0].consumers[0].cluster': (lambda x: _with(consumers=[{'cluster': x}]), 'cluster1', {
+        'whitespace': WHITESPACE, 'types': [True, 1, ['cluster1']]}),
+    'services[0].route_subset': (lambda x: _with(subsets=[{'name': 'v1', 'endpoint_labels': {'version': 'v1'},
+                                                          'pod_labels': {'version': 'v1'}}], route_subset=x), 'v1', {
+        'whitespace': WHITESPACE, 'types': [True, 1, ['v1']]}),
+}
+
+
+def _field_cases():
+    for path, (make, _good, classes) in FIELDS.items():
+        for klass, values in classes.items():
+            for value in values:
+                if isinstance(value, str) and '{}' in value:
+                    value = value.format(_good)
+                yield pytest.param(path, make, value, id='%s-%s-%r' % (path, klass, value))
+
+
+@pytest.mark.parametrize('path, make, value', list(_field_cases()))
+def test_bad_values_of_every_class_fail_at_their_field(path, make, value):
+    errors = _errors(make(value))
+    assert any(e.startswith(path + ':') or e.startswith(path + '.') for e in errors), (path, value, errors)
+
+
+@pytest.mark.parametrize('path', list(FIELDS))
+def test_the_valid_value_of_each_field_passes(path):
+    make, good, _classes = FIELDS[path]
+    assert normalize_services(make(good), CLUSTERS)
+
+
+@pytest.mark.parametrize('value, expected', [
+    ('8000\n', "services[0].ports[0].number: '8000\\n' is not a port (1-65535): it contains U+000A LINE FEED"),
+    ('８０００', "services[0].ports[0].number: '８０００' is not a port (1-65535): it contains the non-ASCII character"),
+    (' 80 ', "services[0].ports[0].number: ' 80 ' is not a port (1-65535): it contains U+0020 SPACE at position 0"),
+    (8000.0, 'services[0].ports[0].number: 8000.0 is not a port (1-65535): a float - write 8000'),
+])
+def test_port_errors_say_why_and_how_to_fix(value, expected):
+    errors = _errors(_port(number=value))
+    assert any(e.startswith(expected) for e in errors), errors
+
+
+def test_a_name_from_a_block_scalar_says_where_the_newline_comes_from():
+    errors = _errors(_with(name='httpbin\n'))
+    assert errors[0].startswith("services[0].name: 'httpbin\\n' is not a DNS-1123 label: it contains U+000A LINE "
+                                "FEED at position 7 - remove it (a YAML block scalar")
+
+
+@pytest.mark.parametrize('consumer_namespace', ['istio-system\n', 'іstio-system', True])
+def test_consumer_namespace_option_is_exact(consumer_namespace):
+    assert any(e.startswith('consumer_namespace:') for e in _errors([seed_service()],
+                                                                   consumer_namespace=consumer_namespace))
+
+
+@pytest.mark.parametrize('clusters', [['cluster1\n', 'cluster2'], ['cluster1', ' cluster2']])
+def test_cluster_names_with_whitespace_are_refused(clusters):
+    errors = _errors([], clusters=clusters)
+    assert any(e.startswith('clusters[') for e in errors), errors
+
+
+def test_valid_values_are_kept_exactly():
+    service = normalize_services(_with(vip='240.0.0.10', endpoint_labels={'version': 'v1', 'rev': 2},
+                                       ports=[{'name': 'http1', 'number': '8000', 'protocol': 'Http'}]), CLUSTERS)[0]
+    assert service['vip'] == '240.0.0.10'
+    assert service['endpoint_labels'] == {'version': 'v1', 'rev': '2'}
+    assert service['ports'] == [{'name': 'http1', 'number': 8000, 'protocol': 'Http'}]
