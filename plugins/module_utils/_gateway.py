@@ -31,6 +31,16 @@ from typing import Any, Callable, Dict, List, Optional, Sequence, Union
 
 from ansible_collections.meshlink.multicluster.plugins.module_utils._client import ObjectRef, core_path
 from ansible_collections.meshlink.multicluster.plugins.module_utils._errors import InputError, MeshlinkError
+from ansible_collections.meshlink.multicluster.plugins.module_utils._validate import (
+    address_problem,
+    dns1123_label_problem,
+    label_key_problem,
+    label_value_problem,
+    port_number,
+    port_or_name_problem,
+    port_problem,
+    show,
+)
 
 DEFAULT_NODE_ADDRESS_TYPES = ('ExternalIP', 'InternalIP')
 NODE_ADDRESS_TYPES = ('ExternalIP', 'InternalIP', 'Hostname', 'ExternalDNS', 'InternalDNS')
@@ -52,17 +62,18 @@ def _service_ref(service: Dict[str, Any]) -> str:
 
 
 def find_port(service: Dict[str, Any], port: Union[str, int]) -> Dict[str, Any]:
-    """The entry of ``spec.ports`` matching ``port``: a number matches ``port``, text a ``name``."""
+    """The entry of ``spec.ports`` matching ``port``: a number (an int or ASCII digits) matches
+    ``port``, other text a ``name``; exact, nothing is stripped."""
     ports = (service.get('spec') or {}).get('ports') or []
-    wanted = str(port).strip()
+    number = port_number(port)
     for entry in ports:
-        if wanted.isdigit() and entry.get('port') == int(wanted):
+        if number is not None and entry.get('port') == number:
             return entry
-        if not wanted.isdigit() and entry.get('name') == wanted:
+        if number is None and entry.get('name') == port:
             return entry
     available = ', '.join('%s:%s' % (p.get('name', '-'), p.get('port')) for p in ports) or 'none'
     raise GatewayNotFound('Service %s has no port %s (ports: %s); set port to one of them'
-                          % (_service_ref(service), wanted, available))
+                          % (_service_ref(service), port, available))
 
 
 def _node_ready(node: Dict[str, Any]) -> bool:
@@ -110,12 +121,15 @@ def choose_gateway_address(service: Optional[Dict[str, Any]], nodes: Nodes, port
     Raises :class:`GatewayPending` when ``wait_for_load_balancer`` and the load balancer has
     no address yet, :class:`GatewayNotFound` when nothing usable exists.
     """
-    if address is not None and str(address).strip():
+    if address is not None and address != '':
+        problem = address_problem(address)
+        if problem:
+            raise InputError([_address_error(problem)])
         if address_port is not None:
             return _result(address, address_port, 'override', 'address option', None)
         if service is None:
-            if str(port).strip().isdigit():
-                return _result(address, int(str(port).strip()), 'override', 'address option', None)
+            if port_number(port) is not None:
+                return _result(address, port_number(port), 'override', 'address option', None)
             raise GatewayNotFound('address is set but port %s is a name and no Service was read to resolve it; '
                                   'set address_port' % port)
         entry = find_port(service, port)
@@ -181,17 +195,52 @@ def selector_string(selector: Dict[str, Any]) -> str:
     return ','.join('%s=%s' % (key, selector[key]) for key in sorted(selector))
 
 
+def _address_error(problem: str) -> str:
+    return ('address: %s (give the IP address or DNS name other clusters reach the gateway at, and the port in '
+            'address_port)' % problem)
+
+
 def validate_options(port: Any, address_port: Any, node_address_types: Sequence[str], wait_timeout: int,
-                     wait_interval: int) -> None:
-    """Input checks that do not need the cluster; raise :class:`InputError` naming the option."""
+                     wait_interval: int, address: Any = None, namespace: Any = None, service: Any = None,
+                     selector: Any = None) -> None:
+    """Input checks that do not need the cluster; raise :class:`InputError` naming the option.
+
+    Exact (``_validate``): ``port`` is a port number or a Service port name, ``address_port``
+    a port number (an int or ASCII digits; not a bool or float), ``address`` an IP address or
+    a host name (not a URL, not host:port, not a CIDR) because it is written as it is into
+    every consumer's ServiceEntry; ``namespace``, ``service`` and ``selector`` when given.
+    """
     errors: List[str] = []
-    text = str(port).strip() if port is not None else ''
-    if not text:
+    if port is None or port == '':
         errors.append('port: must be a port number or a port name')
-    elif text.isdigit() and not 1 <= int(text) <= 65535:
-        errors.append('port: %s is not a port (1-65535)' % text)
-    if address_port is not None and not 1 <= int(address_port) <= 65535:
-        errors.append('address_port: %s is not a port (1-65535)' % address_port)
+    else:
+        problem = port_or_name_problem(port)
+        if problem:
+            errors.append('port: %s' % problem)
+    if address_port is not None:
+        problem = port_problem(address_port)
+        if problem:
+            errors.append('address_port: %s' % problem)
+    if address is not None and address != '':
+        problem = address_problem(address)
+        if problem:
+            errors.append(_address_error(problem))
+    if namespace is not None:
+        problem = dns1123_label_problem(namespace, 'a namespace name (a DNS-1123 label)')
+        if problem:
+            errors.append('namespace: %s' % problem)
+    if service is not None and service != '':
+        problem = dns1123_label_problem(service, 'a Service name (a DNS-1123 label)')
+        if problem:
+            errors.append('service: %s' % problem)
+    if selector is not None:
+        if not isinstance(selector, dict):
+            errors.append('selector: must be a mapping of label keys to values, got %s' % show(selector))
+        else:
+            for key, value in selector.items():
+                problem = label_key_problem(key) or label_value_problem(value)
+                if problem:
+                    errors.append('selector.%s: %s' % (key, problem))
     for index, address_type in enumerate(node_address_types):
         if address_type not in NODE_ADDRESS_TYPES:
             errors.append('node_address_types[%d]: %r is not a node address type (%s)'
@@ -236,12 +285,25 @@ def wait_for_gateway_address(get_service: Callable[[], Optional[Dict[str, Any]]]
         return result
 
 
-def static_override(address: Optional[str], address_port: Optional[int],
+def static_override(address: Optional[str], address_port: Optional[Any],
                     port: Union[str, int]) -> Optional[Dict[str, Any]]:
     """The result for an ``address`` override whose port is known without reading the Service
-    (``address_port`` or a numeric ``port``); None when the cluster must be read."""
-    if address and str(address).strip() and (address_port is not None or str(port).strip().isdigit()):
-        return choose_gateway_address(None, [], port=port, address=address, address_port=address_port)
+    (``address_port`` or a numeric ``port``); None when the cluster must be read.
+
+    Validates the override first (:func:`validate_options` rules for address and ports), so
+    nothing that is not an IP address or host name is ever returned.
+    """
+    if address is None or address == '':
+        return None
+    errors = [_address_error(address_problem(address))] if address_problem(address) else []
+    errors += ['%s: %s' % (field, problem) for field, problem in (
+        ('address_port', port_problem(address_port) if address_port is not None else None),
+        ('port', port_or_name_problem(port))) if problem]
+    if errors:
+        raise InputError(errors)
+    if address_port is not None or port_number(port) is not None:
+        return choose_gateway_address(None, [], port=port, address=address,
+                                      address_port=port_number(address_port) if address_port is not None else None)
     return None
 
 
@@ -258,7 +320,10 @@ def resolve_gateway_address(cluster: Any, namespace: str = 'istio-system', servi
     With ``address`` and a known port (``address_port`` or a numeric ``port``) nothing is
     read from the cluster: users without read access to istio-system can still override.
     """
-    validate_options(port, address_port, node_address_types, wait_timeout, wait_interval)
+    validate_options(port, address_port, node_address_types, wait_timeout, wait_interval, address=address,
+                     namespace=namespace, service=service, selector=selector)
+    if address_port is not None:
+        address_port = port_number(address_port)
     choose_options = dict(port=port, address=address, address_port=address_port,
                           node_port_fallback=node_port_fallback, node_address_types=node_address_types)
     static = static_override(address, address_port, port)

@@ -41,19 +41,25 @@ options:
     default: {app: istio-ingressgateway}
   port:
     description:
-      - The Service port to reach, as a number (matched against C(port)) or a port name.
+      - The Service port to reach, as a number (matched against C(port)) or a port name (matched
+        against C(name)); exact, nothing is stripped.
     type: str
     default: '15443'
   address:
     description:
       - Use this address instead of looking it up (kind V(override)), for example a DNS name of
         an external load balancer the cluster does not know about.
+      - Exactly an IP address or a host name (RFC 1123), as it is written into every consumer's
+        ServiceEntry; not a URL, not V(host:port) (the port goes into O(address_port)), not a CIDR,
+        and without spaces or a trailing newline.
       - With O(address_port), or a numeric O(port), no API call is made.
     type: str
   address_port:
     description:
       - Return this port instead of the discovered one (the Service port, or the nodePort for a node address).
-    type: int
+      - A number 1-65535, as an integer or a string of the digits 0-9 (a boolean, a decimal number
+        or other scripts' digits are refused).
+    type: raw
   node_port_fallback:
     description:
       - Whether a node address and the nodePort may be used when the Service has no load balancer
@@ -136,9 +142,44 @@ service:
   sample: istio-system/istio-ingressgateway
 waited:
   description: Seconds spent waiting for a pending load balancer.
-  returned: success
+  returned: when the cluster was read
   type: int
   sample: 0
+cluster_identity:
+  description:
+    - Which cluster answered, whatever its context is called. Not returned for an override that
+      needed no cluster.
+  returned: when the module connected to a cluster
+  type: dict
+  contains:
+    server:
+      description: URL of the API server used.
+      type: str
+      sample: https://127.0.0.1:6443
+    kube_system_uid:
+      description: UID of namespace C(kube-system); null when the credential may not read it.
+      type: str
+      sample: 4f1c8a52-7f5e-4d8e-9d6e-0b7f6a0c2a11
+connection:
+  description: The connection used.
+  returned: when the module connected to a cluster
+  type: dict
+  contains:
+    context:
+      description: The kubeconfig context (the current context when none was given), else the server.
+      type: str
+      sample: cluster2
+    server:
+      description: URL of the API server.
+      type: str
+      sample: https://127.0.0.1:6443
+    source:
+      description:
+        - V(task) when the task named the cluster (K8S_AUTH_* variables ignored), V(environment)
+          when K8S_AUTH_* variables were used, V(default) for the default kubeconfig or in-cluster
+          service account.
+      type: str
+      sample: task
 '''
 
 from ansible_collections.meshlink.multicluster.plugins.module_utils._errors import MeshlinkError
@@ -158,7 +199,7 @@ def main() -> None:
         'selector': {'type': 'dict', 'default': {'app': 'istio-ingressgateway'}},
         'port': {'type': 'str', 'default': '15443'},
         'address': {'type': 'str'},
-        'address_port': {'type': 'int'},
+        'address_port': {'type': 'raw'},
         'node_port_fallback': {'type': 'bool', 'default': True},
         'node_address_types': {'type': 'list', 'elements': 'str', 'default': list(DEFAULT_NODE_ADDRESS_TYPES)},
         'wait_timeout': {'type': 'int', 'default': 60},
@@ -168,7 +209,8 @@ def main() -> None:
     failure = static = None
     try:
         validate_options(params['port'], params['address_port'], params['node_address_types'],
-                         params['wait_timeout'], params['wait_interval'])
+                         params['wait_timeout'], params['wait_interval'], address=params['address'],
+                         namespace=params['namespace'], service=params['service'], selector=params['selector'])
         # An override with a known port needs no cluster at all (not even a kubeconfig).
         static = static_override(params['address'], params['address_port'], params['port'])
     except MeshlinkError as error:

@@ -11,9 +11,11 @@ from ansible_collections.meshlink.multicluster.plugins.module_utils._gateway imp
     GatewayNotFound,
     GatewayPending,
     choose_gateway_address,
+    find_port,
     pick_service,
     resolve_gateway_address,
     selector_string,
+    static_override,
     validate_options,
     wait_for_gateway_address,
 )
@@ -74,8 +76,10 @@ CHOICES = [
      ('gw.example.org', 15443, 'override')),
     ('override and port', None, [], {'address': 'gw.example.org', 'address_port': 443},
      ('gw.example.org', 443, 'override')),
-    ('override numeric port without service', None, [], {'address': ' 192.0.2.99 '},
+    ('override numeric port without service', None, [], {'address': '192.0.2.99'},
      ('192.0.2.99', 15443, 'override')),
+    ('override IPv6 and int port', None, [], {'address': '2001:db8::99', 'port': 15443},
+     ('2001:db8::99', 15443, 'override')),
 ]
 
 
@@ -208,3 +212,102 @@ def test_resolve_missing_named_service():
     with pytest.raises(GatewayNotFound) as caught:
         resolve_gateway_address(FakeCluster(), service='gateway')
     assert 'Service istio-system/gateway does not exist' in str(caught.value)
+
+
+# -- exact input, by classes of bad input -----------------------------------------------------
+
+WHITESPACE = ['{}\n', '{}\t', ' {}', '{} ', '{}\u00a0', '{}\u200b']
+BAD_ADDRESSES = [t.format('gw.example.com') for t in WHITESPACE] + [t.format('192.0.2.10') for t in WHITESPACE] + [
+    'gw.exаmple.com', '１９２.０.２.１０',                                    # look-alikes, non-ASCII digits
+    True, 3221225994, 1.5, ['192.0.2.10'], {'ip': '192.0.2.10'},          # types
+    'http://gw.example.com', 'https://192.0.2.10:15443/', 'gw.example.com:15443', '192.0.2.10:15443',
+    '192.0.2.0/24', '192.0.2.300', 'fe80::1%eth0', '[2001:db8::1]', 'gw.example.com.', 'gw_1.example.com',
+]
+BAD_PORTS = ['15443\n', ' 15443', '15443 ', '15443\u00a0', '１５４４３', '٣', 'TLS', 'tls\n', 'http://x', '70000', '0',
+             True, 15443.0, ['15443']]
+BAD_ADDRESS_PORTS = ['443\n', ' 443', '４４３', '٤٤٣', True, False, 443.0, '443.0', '+443', 0, 65536, '', ['443']]
+
+
+def _options(**overrides):
+    arguments = dict(port='15443', address_port=None, node_address_types=['InternalIP'], wait_timeout=60,
+                     wait_interval=2)
+    arguments.update(overrides)
+    return arguments
+
+
+@pytest.mark.parametrize('address', BAD_ADDRESSES)
+def test_address_override_must_be_an_ip_or_a_host_name(address):
+    with pytest.raises(InputError) as caught:
+        validate_options(**_options(address=address))
+    assert caught.value.errors[0].startswith('address: '), caught.value.errors
+    assert 'address_port' in caught.value.errors[0]
+
+
+@pytest.mark.parametrize('address', BAD_ADDRESSES)
+def test_a_bad_override_never_becomes_a_result(address):
+    for call in (lambda: static_override(address, 443, '15443'),
+                 lambda: choose_gateway_address(None, [], address=address, address_port=443),
+                 lambda: resolve_gateway_address(FakeCluster(), address=address, address_port=443)):
+        with pytest.raises(InputError):
+            call()
+
+
+def test_an_override_given_as_a_url_says_what_to_write():
+    with pytest.raises(InputError) as caught:
+        static_override('https://gw.example.com:15443', None, '15443')
+    assert caught.value.errors == [
+        "address: 'https://gw.example.com:15443' is not an IP address or host name: it is a URL - give only the "
+        'host part (give the IP address or DNS name other clusters reach the gateway at, and the port in '
+        'address_port)']
+
+
+@pytest.mark.parametrize('port', BAD_PORTS)
+def test_port_must_be_a_number_or_a_port_name(port):
+    with pytest.raises(InputError) as caught:
+        validate_options(**_options(port=port))
+    assert caught.value.errors[0].startswith('port: ')
+
+
+@pytest.mark.parametrize('address_port', BAD_ADDRESS_PORTS)
+def test_address_port_is_exact(address_port):
+    with pytest.raises(InputError) as caught:
+        validate_options(**_options(address_port=address_port))
+    assert caught.value.errors[0].startswith('address_port: ')
+
+
+@pytest.mark.parametrize('field, value', [
+    ('namespace', 'istio-system\n'), ('namespace', 'Istio-System'), ('service', 'istio-ingressgateway '),
+    ('service', 'gw.example.com'), ('selector', {'app': 'istio-ingressgateway\n'}), ('selector', {'app ': 'x'}),
+    ('selector', {'app': True}), ('selector', 'app=istio-ingressgateway'),
+])
+def test_names_and_selector_are_exact(field, value):
+    with pytest.raises(InputError) as caught:
+        validate_options(**_options(**{field: value}))
+    assert caught.value.errors[0].startswith(field), caught.value.errors
+
+
+@pytest.mark.parametrize('port, expected', [(15443, 15443), ('15443', 15443), ('tls', 15443), ('http2', 80)])
+def test_find_port_by_number_or_name(port, expected):
+    assert find_port(gateway_service(), port)['port'] == expected
+
+
+@pytest.mark.parametrize('port', [' 15443', '15443\n', '１５４４３', 'tls\n', ' tls', 'TLS'])
+def test_find_port_does_not_strip_or_coerce(port):
+    with pytest.raises(GatewayNotFound):
+        find_port(gateway_service(), port)
+
+
+@pytest.mark.parametrize('address, address_port, port, expected', [
+    ('gw.example.org', 443, '15443', ('gw.example.org', 443)),
+    ('gw.example.org', '443', '15443', ('gw.example.org', 443)),
+    ('192.0.2.10', None, '15443', ('192.0.2.10', 15443)),
+    ('192.0.2.10', None, 15443, ('192.0.2.10', 15443)),
+])
+def test_static_override(address, address_port, port, expected):
+    result = static_override(address, address_port, port)
+    assert (result['address'], result['port'], result['kind']) == expected + ('override',)
+
+
+def test_static_override_with_a_port_name_needs_the_cluster():
+    assert static_override('gw.example.org', None, 'tls') is None
+    assert static_override(None, 443, '15443') is None
