@@ -10,7 +10,7 @@
 Pure parts (unit tested): ``curl_command``, ``parse_curl_output``, ``parse_exec_status``,
 ``pick_pod``, ``pick_container``, ``run_with_retries``. ``PodExec`` does the exec.
 
-A URL target runs ``curl -sS -w '\\n%{http_code}' --max-time N URL`` in the container: the
+A URL target runs ``curl -sS -w '\\n%{http_code}' --max-time N --url URL`` in the container: the
 body, a newline, then the HTTP status (``000`` when no response came), so one exec gives
 both. The check passes when the status is in ``expected_status``; a command target passes
 when it exits 0. Attempts repeat after ``delay`` seconds until one passes, the retries are
@@ -26,6 +26,7 @@ from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
 from ansible_collections.meshlink.multicluster.plugins.module_utils._client import ObjectRef, core_path
 from ansible_collections.meshlink.multicluster.plugins.module_utils._errors import ApiError, InputError, MeshlinkError
+from ansible_collections.meshlink.multicluster.plugins.module_utils._validate import check_url_problem
 
 try:
     from kubernetes import client as kubernetes_client
@@ -58,8 +59,9 @@ class CheckAborted(MeshlinkError):
 
 
 def curl_command(url: str, max_time: int) -> List[str]:
-    """argv of the request (no shell: the URL is never interpreted by one)."""
-    return ['curl', '-sS', '-w', '\n%{http_code}', '--max-time', str(int(max_time)), url]
+    """argv of the request: no shell interprets the URL, and ``--url`` makes curl take it as
+    the URL even when it starts with ``-`` (it can never become a curl option)."""
+    return ['curl', '-sS', '-w', '\n%{http_code}', '--max-time', str(int(max_time)), '--url', url]
 
 
 def parse_curl_output(stdout: str, stderr: str, rc: Optional[int]) -> Dict[str, Any]:
@@ -171,6 +173,10 @@ def validate_targets(url: Optional[str], command: Optional[List[str]], expected_
             names.add(name)
             if bool(target.get('url')) == bool(target.get('command')):
                 errors.append('%s: set exactly one of url and command' % path)
+            elif target.get('url'):
+                problem = check_url_problem(target['url'])
+                if problem:
+                    errors.append('%s.url: %s' % (path, problem))
             statuses = target.get('expected_status') or expected_status
             for position, status in enumerate(statuses or []):
                 if not 100 <= int(status) <= 599:
@@ -180,6 +186,10 @@ def validate_targets(url: Optional[str], command: Optional[List[str]], expected_
     else:
         if bool(url) == bool(command):
             errors.append('url, command: set exactly one of them (or targets)')
+        elif url:
+            problem = check_url_problem(url)
+            if problem:
+                errors.append('url: %s' % problem)
         result.append({'name': url or ' '.join(command or []), 'url': url, 'command': command,
                        'expected_status': [int(s) for s in expected_status or []]})
     if errors:
@@ -352,6 +362,13 @@ def run_connectivity_check(cluster: Any, namespace: str, pod: Optional[str] = No
         errors.append('timeout: must be more than 0 seconds')
     if attempt_timeout <= 0:
         errors.append('attempt_timeout: must be more than 0 seconds')
+    if getattr(cluster, 'impersonating', False):
+        # The exec API is a websocket, and the kubernetes library's websocket sends only the
+        # Authorization header: the command would run as the credential itself, not as the
+        # impersonated user. Refuse rather than run with other rights than asked.
+        errors.append('impersonate_user, impersonate_groups: connectivity_check cannot impersonate - the exec API '
+                      'connection of the kubernetes Python library does not send Impersonate headers; run it with a '
+                      'credential that may create pods/exec itself')
     try:
         target_list = validate_targets(url, command, expected_status if expected_status is not None else [200],
                                        targets)

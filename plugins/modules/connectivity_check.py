@@ -14,9 +14,10 @@ description:
   - Runs the request from inside a pod, the way step 5 of Istio's "multicluster via gateways"
     procedure does with C(kubectl exec ... curl httpbin.bar.global:8000/ip), but through the
     exec API (no kubectl binary).
-  - 'A URL target runs C(curl -sS -w "\n%{http_code}" --max-time N URL) in the container (the image
-    needs curl) and passes when the HTTP status is in O(expected_status). A command target passes
-    when it exits 0.'
+  - 'A URL target runs C(curl -sS -w "\n%{http_code}" --max-time N --url URL) in the container (the
+    image needs curl) and passes when the HTTP status is in O(expected_status). The URL is given to
+    curl with C(--url) and no shell runs, so it is never read as a curl option or a shell word. A
+    command target passes when it exits 0.'
   - Failed attempts (no Running pod yet, connection errors, another status) are repeated after
     O(delay) seconds, at most O(retries) more times and never past O(timeout) seconds; the task
     then fails with the last error. Errors retrying cannot fix (no such container, no permission
@@ -42,7 +43,11 @@ options:
         annotation, else its first container.
     type: str
   url:
-    description: URL to request, for example V(http://httpbin.bar.global:8000/ip).
+    description:
+      - URL to request, for example V(http://httpbin.bar.global:8000/ip).
+      - Checked before anything runs - V(http://) or V(https://), a host name or IP address (IPv6 in
+        brackets), an optional port 1-65535; no whitespace (a YAML block scalar's trailing newline
+        included) or control characters, ASCII only (percent-encode other characters of the path).
     type: str
   command:
     description: Command (argv, no shell) to run instead of a request.
@@ -82,7 +87,7 @@ options:
         description: Name of the target in the results; default the URL or the command.
         type: str
       url:
-        description: URL to request.
+        description: URL to request, checked as O(url).
         type: str
       command:
         description: Command to run.
@@ -98,6 +103,9 @@ extends_documentation_fragment:
   - meshlink.multicluster.attributes.read_only
 notes:
   - Needs the C(pods/exec) permission (C(create)) in O(namespace).
+  - O(impersonate_user) and O(impersonate_groups) are refused - the exec API connection of the
+    kubernetes Python library cannot send the impersonation headers, so the command would run with
+    the credential's own rights.
 '''
 
 EXAMPLES = r'''
@@ -157,6 +165,39 @@ container:
   returned: always
   type: str
   sample: sleep
+cluster_identity:
+  description: Which cluster answered, whatever its context is called.
+  returned: always
+  type: dict
+  contains:
+    server:
+      description: URL of the API server used.
+      type: str
+      sample: https://127.0.0.1:6443
+    kube_system_uid:
+      description: UID of namespace C(kube-system); null when the credential may not read it.
+      type: str
+      sample: 4f1c8a52-7f5e-4d8e-9d6e-0b7f6a0c2a11
+connection:
+  description: The connection used.
+  returned: always
+  type: dict
+  contains:
+    context:
+      description: The kubeconfig context (the current context when none was given), else the server.
+      type: str
+      sample: cluster1
+    server:
+      description: URL of the API server.
+      type: str
+      sample: https://127.0.0.1:6443
+    source:
+      description:
+        - V(task) when the task named the cluster (K8S_AUTH_* variables ignored), V(environment)
+          when K8S_AUTH_* variables were used, V(default) for the default kubeconfig or in-cluster
+          service account.
+      type: str
+      sample: task
 results:
   description:
     - One entry per target with C(name), C(url), C(command), C(ok), C(status_code), C(body), C(rc),

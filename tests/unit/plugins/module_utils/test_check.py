@@ -27,7 +27,13 @@ from meshlink_fakes import FakeCluster
 
 def test_curl_command_is_an_argv_without_shell():
     assert curl_command('http://httpbin.bar.global:8000/ip', 7) == [
-        'curl', '-sS', '-w', '\n%{http_code}', '--max-time', '7', 'http://httpbin.bar.global:8000/ip']
+        'curl', '-sS', '-w', '\n%{http_code}', '--max-time', '7', '--url', 'http://httpbin.bar.global:8000/ip']
+
+
+@pytest.mark.parametrize('url', ['-o/tmp/x', '--config=/etc/passwd', '-K', '@/etc/passwd'])
+def test_a_url_is_always_the_value_of_url_never_an_option(url):
+    argv = curl_command(url, 7)
+    assert argv[-2:] == ['--url', url] and argv.count(url) == 1
 
 
 @pytest.mark.parametrize('stdout, stderr, rc, expected', [
@@ -211,7 +217,7 @@ def test_url_target_checks_the_status_and_retries_on_a_wrong_one():
                           clock=clock, sleep=clock.sleep)
     assert result['ok'] and result['status_code'] == 200 and result['body'] == '{"origin": "127.0.0.6"}'
     assert result['attempts'] == 2 and result['pod'] == 'sleep-a' and result['container'] == 'sleep'
-    assert runner.commands[0][0][-3:] == ['--max-time', '10', 'http://httpbin.bar.global:8000/ip']
+    assert runner.commands[0][0][-4:] == ['--max-time', '10', '--url', 'http://httpbin.bar.global:8000/ip']
 
 
 def test_failed_url_target_keeps_the_last_answer():
@@ -247,3 +253,46 @@ def test_no_running_pod_fails_after_the_deadline_with_the_last_error():
     assert result['failed'] and result['attempts'] == 1
     assert 'No Running pod in namespace foo matches the selector app=sleep (found: sleep-a Pending)' in result['msg']
     assert result['changed'] is False
+
+
+# -- URLs are checked exactly before anything runs ----------------------------------------------
+
+BAD_URLS = [
+    'http://httpbin.bar.global:8000/ip\n', ' http://httpbin.bar.global:8000/ip', 'http://httpbin.bar.global:8000/ip\t',
+    'http://httpbin.bar.global:8000/ip\u00a0', 'http://h/a b', 'http://h/\x1b[2J',     # whitespace, controls
+    'http://httpbіn.bar.global:8000/ip', 'http://h:８０００/',                         # look-alike, non-ASCII digit
+    '-o/tmp/pwned', '--config=/etc/passwd', 'httpbin.bar.global:8000/ip', 'ftp://h/', 'file:///etc/passwd',
+    'http://', 'http://h:0/', 'http://h:70000/', 'http://h:/', 'http://::1/', 'http://192.0.2.300/',
+]
+
+
+@pytest.mark.parametrize('url', BAD_URLS)
+def test_bad_url_fails_before_any_api_call(url):
+    cluster = FakeCluster()
+    with pytest.raises(InputError) as caught:
+        run_connectivity_check(cluster, 'foo', pod='sleep', url=url, retries=0, timeout=1)
+    assert caught.value.errors[0].startswith('url: %r' % url), caught.value.errors
+    assert cluster.calls == []
+
+
+@pytest.mark.parametrize('url', BAD_URLS)
+def test_bad_target_url_names_the_target(url):
+    with pytest.raises(InputError) as caught:
+        validate_targets(None, None, [200], [{'name': 'ok', 'url': 'http://h/'}, {'name': 'bad', 'url': url}])
+    assert [e.split(':')[0] for e in caught.value.errors] == ['targets[1].url']
+
+
+@pytest.mark.parametrize('url', ['http://httpbin.bar.global:8000/ip', 'https://192.0.2.10/status/418',
+                                 'http://[2001:db8::1]:8080/', 'http://h/p%20q?x=1'])
+def test_good_urls_pass(url):
+    assert validate_targets(url, None, [200], None)[0]['url'] == url
+
+
+def test_impersonation_is_refused_before_any_api_call():
+    cluster = FakeCluster()
+    cluster.impersonating = True
+    with pytest.raises(InputError) as caught:
+        run_connectivity_check(cluster, 'foo', pod='sleep', url='http://h/', retries=0, timeout=1)
+    assert caught.value.errors[0].startswith('impersonate_user, impersonate_groups: connectivity_check cannot '
+                                             'impersonate')
+    assert cluster.calls == []

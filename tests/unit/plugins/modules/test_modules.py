@@ -11,6 +11,8 @@ HTTP request fails the test (to prove bad input made no API call at all).
 
 from __future__ import annotations
 
+import json
+
 import pytest
 import yaml
 
@@ -76,14 +78,38 @@ def no_http(monkeypatch, tmp_path):
     return {'kubeconfig': str(path), 'calls': calls}
 
 
+class ConnectedFake(FakeCluster):
+    """A FakeCluster with what ``run_with_cluster`` reads of a real Cluster besides the verbs."""
+
+    server = 'https://fake.example:6443'
+    source = 'task'
+    verify_ssl = True
+    connection_warnings: list = []
+
+    def identity(self):
+        self._record('read', '/api/v1/namespaces/kube-system')
+        return {'server': self.server, 'kube_system_uid': 'uid-of-fake'}
+
+    def known_identity(self):
+        return {'server': self.server, 'kube_system_uid': None}
+
+    def connection_facts(self):
+        return {'context': self.context, 'server': self.server, 'source': self.source}
+
+
 @pytest.fixture
 def fake_cluster(monkeypatch):
-    """Every module gets this FakeCluster; ``dry_run`` follows the module's check mode."""
-    holder = {'cluster': FakeCluster(), 'check_mode': None}
+    """Every module gets this FakeCluster; ``dry_run`` follows the module's check mode, the
+    connection (source, TLS verification, warnings) follows the module's options."""
+    holder = {'cluster': ConnectedFake(), 'check_mode': None}
 
     def from_params(params, check_mode=False):
+        options, source, notes = _client.resolve_connection(params)
         holder['check_mode'] = check_mode
         holder['cluster'].dry_run = check_mode
+        holder['cluster'].source = source
+        holder['cluster'].connection_warnings = notes
+        holder['cluster'].verify_ssl = options['validate_certs'] is not False
         return holder['cluster']
 
     monkeypatch.setattr(_module, 'cluster_from_params', from_params)
@@ -171,7 +197,7 @@ def test_vip_allocate_check_mode_reports_without_writing(fake_cluster):
 
 def test_vip_allocate_allocates_then_is_unchanged(fake_cluster):
     first = run(vip_allocate, {'hosts': ['httpbin.bar.global']})
-    second = run(vip_allocate, {'hosts': ['httpbin.bar.global']})
+    second = run(vip_allocate, {'hosts': ['httpbin.bar.global'], '_ansible_diff': True})
     assert first['changed'] and not second['changed'] and first['vips'] == second['vips']
     assert second['diff']['before'] == second['diff']['after'] == first['vips']
 
@@ -214,7 +240,7 @@ def test_remote_services_foreign_object_fails_the_task(fake_cluster):
     result = run(remote_services, {'role': 'consumer', 'cluster': 'cluster1', 'services': [seed_service()],
                                    'gateways': {'cluster2': {'address': '192.0.2.10', 'port': 15443}},
                                    'vips': {'httpbin.bar.global': '240.0.0.1'}}, FailJson)
-    assert 'Nothing was changed in fake: ServiceEntry foo/httpbin-bar exists but is not managed by meshlink' \
+    assert 'Nothing was changed in fake: ServiceEntry foo/httpbin-bar exists and was not made by meshlink' \
         in result['msg']
 
 
@@ -282,3 +308,156 @@ def test_tls_off_is_a_warning(fake_cluster):
     assert result['msg'] == 'Service istio-system/gw does not exist; set service (or selector) to the ingress gateway ' \
                             'Service'
     assert result['warnings'] == ['TLS certificate verification of the API server is off (validate_certs=false)']
+
+
+# -- connection and diff (every module through run_with_cluster) ---------------------------------
+
+GATEWAY_SERVICE = {
+    'metadata': {'name': 'istio-ingressgateway', 'namespace': 'istio-system', 'labels': {'app': 'istio-ingressgateway'}},
+    'spec': {'type': 'LoadBalancer', 'ports': [{'name': 'tls', 'port': 15443, 'nodePort': 31550}]},
+    'status': {'loadBalancer': {'ingress': [{'ip': '192.0.2.10'}]}}}
+
+
+def test_diff_only_in_diff_mode(fake_cluster):
+    without = run(vip_allocate, {'hosts': ['httpbin.bar.global']})
+    assert 'diff' not in without
+    fake_cluster['cluster'] = ConnectedFake()
+    with_diff = run(vip_allocate, {'hosts': ['httpbin.bar.global'], '_ansible_diff': True})
+    assert with_diff['diff']['after'] == with_diff['vips']
+
+
+def test_per_item_diffs_only_in_diff_mode():
+    result = {'diff': [1], 'objects': [{'name': 'a', 'diff': {'before': 1}}, 'text'], 'clusters': {'c': {'diff': 2,
+                                                                                                        'x': 1}},
+              'changed': True}
+    assert _module.without_diff(result) == {'objects': [{'name': 'a'}, 'text'], 'clusters': {'c': {'x': 1}},
+                                            'changed': True}
+    assert result['objects'][0]['diff'] == {'before': 1}  # the input is not changed
+
+
+def test_every_result_says_which_cluster_and_connection(fake_cluster):
+    fake_cluster['cluster'].put('services', GATEWAY_SERVICE)
+    result = run(gateway_address, {'context': 'cluster2'})
+    assert result['cluster_identity'] == {'server': 'https://fake.example:6443', 'kube_system_uid': 'uid-of-fake'}
+    assert result['connection'] == {'context': 'fake', 'server': 'https://fake.example:6443', 'source': 'task'}
+
+
+def test_a_failed_check_says_which_cluster(fake_cluster):
+    result = run(connectivity_check, {'namespace': 'foo', 'label_selector': 'app=sleep', 'url': 'http://x',
+                                      'retries': 0, 'timeout': 5}, FailJson)
+    assert result['cluster_identity'] == {'server': 'https://fake.example:6443', 'kube_system_uid': 'uid-of-fake'}
+    assert result['connection']['source'] == 'default'
+
+
+def test_an_api_error_says_which_cluster_without_another_request(fake_cluster):
+    fake_cluster['cluster'].fail_next['list'] = _client.ApiError('Could not list Deployment in namespace '
+                                                                 'istio-system in context fake: boom')
+    result = run(vip_allocate, {'hosts': ['httpbin.bar.global'], 'context': 'cluster1'}, FailJson)
+    assert result['msg'].endswith(': boom')
+    assert result['cluster_identity'] == {'server': 'https://fake.example:6443', 'kube_system_uid': None}
+    assert result['connection']['server'] == 'https://fake.example:6443'
+    assert ('read', '/api/v1/namespaces/kube-system') not in fake_cluster['cluster'].calls
+
+
+def test_the_task_context_wins_over_an_awx_credential(fake_cluster, monkeypatch):
+    monkeypatch.setenv('K8S_AUTH_HOST', 'https://other-cluster:6443')
+    monkeypatch.setenv('K8S_AUTH_API_KEY', 'secret-token-of-other-cluster')
+    fake_cluster['cluster'].put('services', GATEWAY_SERVICE)
+    result = run(gateway_address, {'context': 'cluster2'})
+    assert result['connection']['source'] == 'task'
+    assert any('K8S_AUTH_HOST, K8S_AUTH_API_KEY' in w and 'secret-token' not in w for w in result['warnings'])
+
+
+def test_env_credential_applies_when_the_task_names_no_cluster(fake_cluster, monkeypatch):
+    monkeypatch.setenv('K8S_AUTH_HOST', 'https://other-cluster:6443')
+    monkeypatch.setenv('K8S_AUTH_API_KEY', 'token')
+    fake_cluster['cluster'].put('services', GATEWAY_SERVICE)
+    result = run(gateway_address, {})
+    assert result['connection']['source'] == 'environment' and not result['warnings']
+
+
+def test_env_verify_ssl_false_is_ignored_when_the_task_names_its_cluster(fake_cluster, monkeypatch):
+    monkeypatch.setenv('K8S_AUTH_VERIFY_SSL', 'false')
+    fake_cluster['cluster'].put('services', GATEWAY_SERVICE)
+    result = run(gateway_address, {'context': 'cluster2'})
+    assert 'TLS certificate verification of the API server is off (validate_certs=false)' not in result['warnings']
+    result = run(gateway_address, {})
+    assert 'TLS certificate verification of the API server is off (validate_certs=false)' in result['warnings']
+
+
+@pytest.fixture
+def canned_http(monkeypatch, tmp_path):
+    """A real client (kubeconfig with two contexts) whose HTTP layer answers from a table and
+    records which server and credentials each request used."""
+    path = tmp_path / 'kubeconfig'
+    path.write_text(yaml.safe_dump({
+        'apiVersion': 'v1', 'kind': 'Config', 'current-context': 'cluster1',
+        'clusters': [{'name': 'c1', 'cluster': {'server': 'https://127.0.0.1:16443'}},
+                     {'name': 'c2', 'cluster': {'server': 'https://127.0.0.1:26443'}}],
+        'users': [{'name': 'u', 'user': {'token': 'kubeconfig-token'}}],
+        'contexts': [{'name': 'cluster1', 'context': {'cluster': 'c1', 'user': 'u'}},
+                     {'name': 'cluster2', 'context': {'cluster': 'c2', 'user': 'u'}}]}))
+    seen = []
+    answers = {'/api/v1/namespaces/kube-system': {'metadata': {'uid': 'uid-cluster2'}},
+               '/api/v1/namespaces/istio-system/services': {'items': [GATEWAY_SERVICE]}}
+
+    def send(self, method, api_path, query, headers, body):
+        configuration = self.api_client.configuration
+        seen.append((method, configuration.host + api_path, configuration.auth_settings()['BearerToken']['value']))
+        return 200, json.dumps(answers[api_path]).encode(), []
+
+    monkeypatch.setattr(_client.Cluster, '_send', send)
+    return {'kubeconfig': str(path), 'seen': seen}
+
+
+def test_an_awx_credential_of_another_cluster_never_gets_the_requests(canned_http, monkeypatch):
+    monkeypatch.setenv('K8S_AUTH_HOST', 'https://other-cluster:6443')
+    monkeypatch.setenv('K8S_AUTH_API_KEY', 'secret-token-of-other-cluster')
+    monkeypatch.setenv('K8S_AUTH_CA_CERT', '/nonexistent/ca.crt')
+    result = run(gateway_address, {'kubeconfig': canned_http['kubeconfig'], 'context': 'cluster2'})
+    assert result['address'] == '192.0.2.10'
+    assert {(url.split('/api')[0], auth) for _m, url, auth in canned_http['seen']} == {
+        ('https://127.0.0.1:26443', 'Bearer kubeconfig-token')}
+    assert result['cluster_identity'] == {'server': 'https://127.0.0.1:26443', 'kube_system_uid': 'uid-cluster2'}
+    assert result['connection'] == {'context': 'cluster2', 'server': 'https://127.0.0.1:26443', 'source': 'task'}
+
+
+def test_the_current_context_when_nothing_is_given(canned_http, monkeypatch):
+    monkeypatch.setenv('KUBECONFIG', canned_http['kubeconfig'])
+    result = run(gateway_address, {})
+    assert result['connection'] == {'context': 'cluster1', 'server': 'https://127.0.0.1:16443', 'source': 'default'}
+
+
+def test_impersonation_is_refused_by_connectivity_check_before_any_request(canned_http):
+    result = run(connectivity_check, {'kubeconfig': canned_http['kubeconfig'], 'namespace': 'foo', 'pod': 'sleep',
+                                      'url': 'http://httpbin.bar.global:8000/ip', 'impersonate_user': 'alice'},
+                 FailJson)
+    assert result['msg'].startswith('impersonate_user, impersonate_groups: connectivity_check cannot impersonate')
+    assert canned_http['seen'] == []
+
+
+@pytest.mark.parametrize('args, text', [
+    ({'address': 'https://gw.example.com', 'address_port': 443}, "address: 'https://gw.example.com' is not an IP"),
+    ({'address': 'gw.example.com\n', 'address_port': 443}, "address: 'gw.example.com\\n' is not an IP"),
+    ({'address': 'gw.example.com', 'address_port': True}, 'address_port: True is not a port'),
+    ({'address': 'gw.example.com', 'address_port': '٤٤٣'}, "address_port: '٤٤٣' is not a port"),
+    ({'address': 'gw.example.com', 'address_port': 443.0}, 'address_port: 443.0 is not a port'),
+    ({'port': ' 15443'}, "port: ' 15443' is not a port number"),
+])
+def test_gateway_bad_override_fails_before_the_client(monkeypatch, args, text):
+    monkeypatch.setattr(_module, 'cluster_from_params', lambda *a, **k: pytest.fail('client built'))
+    result = run(gateway_address, args, FailJson)
+    assert result['msg'].startswith(text), result['msg']
+
+
+def test_gateway_override_address_port_as_text(monkeypatch):
+    monkeypatch.setattr(_module, 'cluster_from_params', lambda *a, **k: pytest.fail('client built'))
+    result = run(gateway_address, {'address': '192.0.2.99', 'address_port': '443'})
+    assert (result['address'], result['port']) == ('192.0.2.99', 443)
+
+
+def test_connectivity_url_starting_with_a_dash_makes_no_api_call(no_http):
+    result = run(connectivity_check, {'kubeconfig': no_http['kubeconfig'], 'namespace': 'foo', 'pod': 'sleep',
+                                      'url': '-o/tmp/pwned'}, FailJson)
+    assert result['msg'].startswith("url: '-o/tmp/pwned' is not an http(s) URL")
+    assert no_http['calls'] == []
