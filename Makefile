@@ -21,8 +21,10 @@ help:
 $(BIN)/python:
 	$(PY) -m venv $(VENV) || python3 -m venv $(VENV)
 
-$(VENV)/.requirements.stamp: requirements.txt | $(BIN)/python
-	$(BIN)/pip install --disable-pip-version-check -q -r requirements.txt
+# requirements-dev.txt includes requirements.txt (the run-time needs the collection ships):
+# a change of either reinstalls.
+$(VENV)/.requirements.stamp: requirements.txt requirements-dev.txt | $(BIN)/python
+	$(BIN)/pip install --disable-pip-version-check -q -r requirements-dev.txt
 	touch $@
 
 venv: $(VENV)/.requirements.stamp collection-link
