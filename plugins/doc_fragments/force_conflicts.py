@@ -16,10 +16,11 @@ options:
     description:
       - Whether to take over fields of the objects that another field manager owns (a server-side
         apply with C(force=true)).
-      - By default nothing is taken over: when another manager (C(kubectl), a GitOps controller, a
+      - By default nothing is taken over. When another manager (C(kubectl), a GitOps controller, a
         person's C(kubectl edit)) owns a field the collection sets, the task fails naming the
-        manager and the field, and nothing is written. Set V(true) to make meshlink the owner of those
-        fields; the other manager's next apply of them then conflicts in turn.
+        manager and the field, and nothing is written.
+      - Set V(true) to make meshlink the owner of those fields; the other manager's next apply of
+        them then conflicts in turn.
     type: bool
     default: false
 '''
