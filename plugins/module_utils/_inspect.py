@@ -144,7 +144,7 @@ def _seed_objects(reader: ClusterReader, part: Dict[str, Any], mesh: str) -> Tup
             key = object_key(obj)
             if key in wanted or is_ours(obj, mesh):
                 existing[key] = light(obj)
-    desired = [Desired({'kind': k, 'metadata': {'namespace': k[1], 'name': k[2]}}) for k in sorted(wanted)]
+    desired = [Desired({'kind': k[0], 'metadata': {'namespace': k[1], 'name': k[2]}}) for k in sorted(wanted)]
     _changes, conflicts = plan_changes(desired, existing, mesh)
     return existing, conflicts
 
@@ -154,10 +154,13 @@ def _sample_state(reader: ClusterReader, part: Dict[str, Any], settings: Dict[st
     """This mesh's sample objects (by label, all namespaces) and whatever holds a wanted name."""
     wanted = [d.key for d in _samples.sample_objects(part, settings, mesh)]
     existing: Dict[Key, Dict[str, Any]] = {}
-    for kind in SAMPLE_KINDS_LISTED:
-        for obj in reader.list(resource_path(kind), ObjectRef(kind), label_selector=mesh_selector(mesh)):
-            obj.setdefault('kind', kind)
-            existing[object_key(obj)] = light(obj)
+    for namespace in part['namespaces']:
+        # Per namespace of the plan: the credentials need no cluster-wide read of workloads.
+        for kind in SAMPLE_KINDS_LISTED:
+            for obj in reader.list(resource_path(kind, namespace), ObjectRef(kind, namespace),
+                                   label_selector=mesh_selector(mesh)):
+                obj.setdefault('kind', kind)
+                existing[object_key(obj)] = light(obj)
     for key in wanted:
         if key not in existing:
             # Read only the names the plan wants: never a list of the user's workloads.

@@ -37,6 +37,7 @@ DEFAULT_MESH = 'default'
 VIP_STORE = 'vip-store'
 SAMPLE_APPS = 'sample-apps'
 NAMESPACE = 'namespace'
+ACCESS = 'access'
 
 
 def labels_of(obj: Optional[Dict[str, Any]]) -> Dict[str, str]:
@@ -86,6 +87,12 @@ def owner_of(obj: Optional[Dict[str, Any]]) -> str:
         return ('was made by meshlink 0.1.0, without a %s label (label it %s=<mesh> to adopt it, or delete it)'
                 % (MESH_LABEL, MESH_LABEL))
     return 'belongs to mesh %s' % mesh
+
+
+def is_access_object(obj: Optional[Dict[str, Any]]) -> bool:
+    """Provisioned by the access playbook (an administrator's grant): a setup or teardown never
+    deletes it, and a namespace holding it is kept."""
+    return labels_of(obj).get(COMPONENT_LABEL) == ACCESS
 
 
 def part_of(obj: Optional[Dict[str, Any]]) -> Optional[str]:

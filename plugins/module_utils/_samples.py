@@ -30,6 +30,7 @@ from ansible_collections.meshlink.multicluster.plugins.module_utils._objects imp
 from ansible_collections.meshlink.multicluster.plugins.module_utils._ownership import (
     NAMESPACE,
     SAMPLE_APPS,
+    is_access_object,
     is_ours,
     ownership_labels,
 )
@@ -151,6 +152,12 @@ def namespace_objects(namespaces: Sequence[str], existing: Dict[str, Optional[Di
     for name in sorted(set(namespaces)):
         current = existing.get(name)
         labels = {INJECTION_LABEL: 'enabled'} if name in inject else {}
+        if is_access_object(current):
+            # Provisioned by the access playbook: its labels stay the administrator's.
+            if labels:
+                desired.append(Desired({'apiVersion': 'v1', 'kind': 'Namespace', 'metadata': _meta(name, None, labels)},
+                                       compare='labels', owned=False))
+            continue
         if current is None or is_ours(current, mesh):
             labels.update(ownership_labels(mesh, NAMESPACE))
             desired.append(Desired({'apiVersion': 'v1', 'kind': 'Namespace', 'metadata': _meta(name, None, labels)},

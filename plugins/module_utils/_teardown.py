@@ -41,6 +41,7 @@ from ansible_collections.meshlink.multicluster.plugins.module_utils._objects imp
 )
 from ansible_collections.meshlink.multicluster.plugins.module_utils._ownership import (
     SAMPLE_APPS,
+    is_access_object,
     is_ours,
     mesh_selector,
     owner_of,
@@ -119,13 +120,48 @@ def leftovers(cluster: Any, namespace: str, mesh: str, resources: Sequence[Tuple
     return foreign, unreadable
 
 
-def _listed(reader: ClusterReader, kinds: Sequence[str], mesh: str) -> Dict[Key, Dict[str, Any]]:
+def remove_empty_namespaces(cluster: Any, namespaces: Dict[str, Dict[str, Any]], mesh: str, name: str,
+                            outcome: Outcome, writer: Writer, keep_access: bool = True) -> List[str]:
+    """Delete each namespace of ``namespaces`` (this mesh's, as read) that holds nothing but the
+    mesh's objects; return a line for each one kept, saying why. Namespaces provisioned by the
+    access playbook hold an administrator's grants: only ``cluster_access`` removes them."""
+    kept: List[str] = []
+    resources: Optional[List[Tuple[str, str, str]]] = None
+    for namespace in sorted(namespaces):
+        obj = namespaces[namespace]
+        if keep_access and is_access_object(obj):
+            kept.append('%s: namespace %s stays: it was provisioned by the access playbook and holds its grants (remove '
+                        'them with playbooks/access.yml -e meshlink_access_state=absent)' % (name, namespace))
+            continue
+        if resources is None:
+            resources = namespaced_resources(cluster)
+        # In check mode the deletions before were dry runs; the mesh's objects do not count
+        # either way, so the answer is the same.
+        foreign, unreadable = leftovers(cluster, namespace, mesh, resources)
+        if foreign or unreadable:
+            why = []
+            if foreign:
+                why.append('it holds %s' % ', '.join(foreign[:10]) + (' and %d more' % (len(foreign) - 10)
+                                                                      if len(foreign) > 10 else ''))
+            if unreadable:
+                why.append('these kinds could not be listed to prove it empty: %s' % ', '.join(unreadable[:10]))
+            kept.append('%s: namespace %s was created by this mesh but stays: %s' % (name, namespace, '; '.join(why)))
+            continue
+        writer.execute([Change('delete', ('Namespace', '', namespace), existing=obj)], outcome)
+    return kept
+
+
+def _listed(reader: ClusterReader, kinds: Sequence[str], mesh: str, namespaces: Sequence[str]) -> Dict[Key, Dict[str, Any]]:
+    """This mesh's objects of ``kinds``: Istio kinds cluster-wide, the others per namespace."""
     found: Dict[Key, Dict[str, Any]] = {}
     for kind in kinds:
         if kind in _seed.ISTIO_KINDS:
             items = reader.istio_objects(kind, label_selector=mesh_selector(mesh))
         else:
-            items = reader.list(resource_path(kind), ObjectRef(kind), label_selector=mesh_selector(mesh))
+            items = []
+            for namespace in namespaces:
+                items += reader.list(resource_path(kind, namespace), ObjectRef(kind, namespace),
+                                     label_selector=mesh_selector(mesh))
         for obj in items:
             obj.setdefault('kind', kind)
             if is_ours(obj, mesh):
@@ -153,7 +189,12 @@ def teardown_cluster(cluster: Any, plan: Any, name: str, store_namespace: str = 
         return everything or part_of(obj) in services or (sample_apps and part_of(obj) == SAMPLE_APPS)
 
     kinds = list(_seed.ISTIO_KINDS) + (list(_samples.SAMPLE_KINDS) if sample_apps else [])
-    found = {k: o for k, o in _listed(reader, kinds, mesh).items() if in_scope(o)}
+    namespaces = list(part['namespaces'])
+    if everything:
+        namespaces += [(o.get('metadata') or {}).get('name') for o in
+                       reader.list(resource_path('Namespace'), ObjectRef('Namespace'), label_selector=mesh_selector(mesh))]
+    namespaces = sorted(set(namespaces))
+    found = {k: o for k, o in _listed(reader, kinds, mesh, namespaces).items() if in_scope(o)}
     changes = [Change('delete', key, existing=obj) for key, obj in sorted(found.items())]
     networking_version = reader.networking_version_or_none() if cluster.served_versions(NETWORKING_GROUP) else None
     writer = Writer(cluster, mesh, networking_version, workers=workers)
@@ -187,25 +228,7 @@ def teardown_cluster(cluster: Any, plan: Any, name: str, store_namespace: str = 
             for obj in reader.list(resource_path('Namespace'), ObjectRef('Namespace'), label_selector=mesh_selector(mesh)):
                 candidates[(obj.get('metadata') or {}).get('name')] = obj
         ours = {n: o for n, o in candidates.items() if o is not None and is_ours(o, mesh)}
-        resources: Optional[List[Tuple[str, str, str]]] = None
-        for namespace in sorted(ours):
-            if resources is None:
-                resources = namespaced_resources(cluster)
-            # In check mode the deletions above were dry runs; the mesh's objects do not count
-            # either way, so the answer is the same.
-            foreign, unreadable = leftovers(cluster, namespace, mesh, resources)
-            if foreign or unreadable:
-                why = []
-                if foreign:
-                    why.append('it holds %s' % ', '.join(foreign[:10]) + (' and %d more' % (len(foreign) - 10)
-                                                                          if len(foreign) > 10 else ''))
-                if unreadable:
-                    why.append('these kinds could not be listed to prove it empty: %s' % ', '.join(unreadable[:10]))
-                kept.append('%s: namespace %s was created by this mesh but stays: %s' % (name, namespace,
-                                                                                       '; '.join(why)))
-                continue
-            obj = ours[namespace]
-            writer.execute([Change('delete', ('Namespace', '', namespace), existing=obj)], outcome)
+        kept = remove_empty_namespaces(cluster, ours, mesh, name, outcome, writer)
 
     if wait and not check_mode:
         _wait_gone(cluster, [o for o in outcome.objects if o['action'] == 'deleted'], wait_timeout, clock, sleep,
@@ -215,7 +238,7 @@ def teardown_cluster(cluster: Any, plan: Any, name: str, store_namespace: str = 
         lines.append('%s: %s: %s' % (name, describe_key((obj['kind'], obj['namespace'], obj['name'])), obj['action']))
     for host in released:
         lines.append('%s: VIP of %s: %s' % (name, host, 'would be released' if check_mode else 'released'))
-    lines.extend(kept)
+    lines.extend(kept if sample_apps else [])
     if not lines:
         lines.append('%s: nothing of mesh %s left' % (name, mesh))
     return {'changed': outcome.changed, 'objects': outcome.objects, 'released': released, 'lines': lines,

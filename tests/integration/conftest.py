@@ -3,6 +3,12 @@
 The lab (tests/lab/lab) is brought up once per session. Tests talk to it only through
 the lab kubeconfig's contexts (cluster1, cluster2, ...), through `ansible-playbook` with an
 inventory the test writes, and through the lab's kubectl for reading objects back.
+
+As a user is told to (docs/awx.md, "Least privilege"), the playbooks run with the collection's
+own ServiceAccount: the session runs playbooks/access.yml once with the lab's admin
+credentials, for every namespace the suite uses (SUITE_NAMESPACES), and the inventories of
+the tests point at the kubeconfigs it wrote (bounded tokens). Only what an administrator does
+(access.yml, making foreign objects, reading objects back) uses the admin kubeconfig.
 """
 
 from __future__ import annotations
@@ -36,6 +42,14 @@ SEED_SERVICE = {
     "ports": [{"name": "http1", "number": 8000, "protocol": "http"}],
 }
 MANAGED = "app.kubernetes.io/managed-by=meshlink"
+# Objects the collection's runs made (not the access playbook's grants and namespaces).
+MADE_BY_RUNS = "app.kubernetes.io/managed-by=meshlink,meshlink.io/component!=access"
+STORE = "meshlink-vips-default"  # the VIP store of the default mesh
+# Every namespace the suite's services and clients use: access.yml grants the collection's
+# ServiceAccount its Roles there (and creates them), once per session.
+SUITE_NAMESPACES = ("foo", "bar", "istio-system", "fm-client", "ns1", "ns2", "ns3", "awx-src", "awx-client",
+                    "awx1-src", "awx1-client", "pkg-src", "pkg-client", "mesh-a", "mesh-b", "mesh-a-src",
+                    "mesh-b-src", "conv-src", "conv-client", "conv-client2")
 
 
 def lab(*args: str, env: dict | None = None, check: bool = True) -> subprocess.CompletedProcess:
@@ -90,36 +104,66 @@ class Run:
         return f"ansible-playbook rc={self.rc} recap={self.recap}\n{self.out[-8000:]}"
 
 
+def playbook_env() -> dict[str, str]:
+    return {**os.environ, "ANSIBLE_COLLECTIONS_PATH": f"{REPO / '.collections'}",
+            "ANSIBLE_NOCOLOR": "1", "ANSIBLE_FORCE_COLOR": "0", "PATH": f"{BIN}:{os.environ['PATH']}"}
+
+
+def grant(tmp: Path, admin_kubeconfig: str, clusters: list[str], namespaces: tuple[str, ...] = SUITE_NAMESPACES,
+          mesh: str = "default", lifetime: int = 7200) -> dict[str, str]:
+    """playbooks/access.yml with the admin kubeconfig: the collection's ServiceAccount of
+    ``mesh`` gets its rights in ``namespaces``; returns host -> the kubeconfig it wrote."""
+    out = tmp / f"access-{mesh}"
+    inv = {"all": {"vars": {"ansible_connection": "local", "ansible_python_interpreter": sys.executable,
+                            "meshlink_kubeconfig": admin_kubeconfig, "meshlink_services": [], "meshlink_mesh": mesh,
+                            "meshlink_deploy_sample_apps": True, "meshlink_access_extra_namespaces": list(namespaces),
+                            "meshlink_access_kubeconfig_dir": str(out), "meshlink_access_token_lifetime": lifetime},
+                   "hosts": {c: {"meshlink_context": c} for c in clusters}}}
+    path = tmp / f"access-{mesh}-{uuid.uuid4().hex[:6]}.yml"
+    path.write_text(yaml.safe_dump(inv, sort_keys=False), encoding="utf-8")
+    proc = subprocess.run([str(BIN / "ansible-playbook"), "-i", str(path), str(REPO / "playbooks" / "access.yml")],
+                          capture_output=True, text=True, cwd=REPO, env=playbook_env(), check=False, timeout=600)
+    assert proc.returncode == 0, f"access.yml failed:\n{proc.stdout[-6000:]}{proc.stderr[-2000:]}"
+    return {c: str(out / f"{c}.kubeconfig") for c in clusters}
+
+
 class Mesh:
-    """An inventory of the lab's clusters plus helpers to run the collection's playbooks."""
+    """An inventory of the lab's clusters plus helpers to run the collection's playbooks.
 
-    def __init__(self, tmp: Path, kubeconfig: str, clusters: list[str]):
+    ``kubeconfigs``: host -> the collection ServiceAccount's kubeconfig (from ``grant``); the
+    inventories use them unless a test asks for the admin connection (``admin=True``)."""
+
+    def __init__(self, tmp: Path, kubeconfig: str, clusters: list[str], kubeconfigs: dict[str, str]):
         self.tmp = tmp
-        self.kubeconfig = kubeconfig
+        self.kubeconfig = kubeconfig  # the lab's admin kubeconfig
         self.clusters = clusters
+        self.kubeconfigs = kubeconfigs
 
-    def inventory(self, services: list[dict], **extra: Any) -> Path:
+    def hosts(self, admin: bool = False) -> dict[str, dict[str, str]]:
+        if admin:
+            return {c: {"meshlink_kubeconfig": self.kubeconfig, "meshlink_context": c} for c in self.clusters}
+        return {c: {"meshlink_kubeconfig": self.kubeconfigs[c], "meshlink_context": c} for c in self.clusters}
+
+    def inventory(self, services: list[dict], admin: bool = False, **extra: Any) -> Path:
         inv = {"all": {
             "vars": {
                 "ansible_connection": "local",
                 "ansible_python_interpreter": sys.executable,
-                "meshlink_kubeconfig": self.kubeconfig,
                 "meshlink_deploy_sample_apps": True,
                 "meshlink_services": services,
                 **extra,
             },
-            "hosts": {c: {"meshlink_context": c} for c in self.clusters},
+            "hosts": self.hosts(admin),
         }}
         path = self.tmp / f"inventory-{uuid.uuid4().hex[:8]}.yml"
         path.write_text(yaml.safe_dump(inv, sort_keys=False), encoding="utf-8")
         return path
 
-    def play(self, playbook: str, services: list[dict], *flags: str, **extra: Any) -> Run:
-        inv = self.inventory(services, **extra)
+    def play(self, playbook: str, services: list[dict], *flags: str, admin: bool = False, **extra: Any) -> Run:
+        inv = self.inventory(services, admin=admin, **extra)
         cmd = [str(BIN / "ansible-playbook"), "-i", str(inv), str(REPO / "playbooks" / f"{playbook}.yml"), *flags]
-        env = {**os.environ, "ANSIBLE_COLLECTIONS_PATH": f"{REPO / '.collections'}",
-               "ANSIBLE_NOCOLOR": "1", "ANSIBLE_FORCE_COLOR": "0", "PATH": f"{BIN}:{os.environ['PATH']}"}
-        proc = subprocess.run(cmd, capture_output=True, text=True, cwd=REPO, env=env, check=False, timeout=900)
+        proc = subprocess.run(cmd, capture_output=True, text=True, cwd=REPO, env=playbook_env(), check=False,
+                              timeout=900)
         return Run(proc)
 
     def exec_curl(self, context: str, namespace: str, url: str, request_id: str,
@@ -178,7 +222,8 @@ def mesh(tmp_path_factory: pytest.TempPathFactory) -> Mesh:
     kubeconfig = lab("kubeconfig").stdout.strip()
     clusters = [c["name"] for c in json.loads(
         (Path(kubeconfig).parent / "clusters.json").read_text())["clusters"]]
-    return Mesh(tmp_path_factory.mktemp("mesh"), kubeconfig, clusters)
+    tmp = tmp_path_factory.mktemp("mesh")
+    return Mesh(tmp, kubeconfig, clusters, grant(tmp, kubeconfig, clusters))
 
 
 @pytest.fixture(autouse=True)

@@ -12,7 +12,7 @@ import uuid
 
 import pytest
 
-from conftest import MANAGED, SEED_SERVICE, hops, kapply, kget, kubectl, lab
+from conftest import MADE_BY_RUNS, MANAGED, SEED_SERVICE, STORE, hops, kapply, kget, kubectl, lab
 
 pytestmark = pytest.mark.usefixtures("mesh")
 
@@ -73,8 +73,9 @@ def test_service_entry_matches_the_seed_field_by_field(mesh):
     assert se["apiVersion"] in ("networking.istio.io/v1beta1", "networking.istio.io/v1alpha3")
     labels = se["metadata"]["labels"]
     assert labels["app.kubernetes.io/managed-by"] == "meshlink"
+    assert labels["meshlink.io/mesh"] == "default"
     assert labels["multicluster.meshlink.io/service"] == "httpbin.bar"
-    store = kget("cluster1", "configmap", "meshlink-vips", "-n", "istio-system")
+    store = kget("cluster1", "configmap", STORE, "-n", "istio-system")
     assert store["data"]["httpbin.bar.global"] == vip
 
 
@@ -101,7 +102,7 @@ def test_check_mode_predicts_an_added_service_and_writes_nothing(mesh):
     assert mesh.play("setup", [seed()]).rc == 0
     extra = seed(name="httpbin2")
     before = kget("cluster1", "serviceentries.networking.istio.io", "-A")["items"]
-    vips_before = kget("cluster1", "configmap", "meshlink-vips", "-n", "istio-system")["data"]
+    vips_before = kget("cluster1", "configmap", STORE, "-n", "istio-system")["data"]
     run = mesh.play("setup", [seed(), extra], "--check", "--diff")
     assert run.rc == 0, run.report()
     assert run.changed() > 0, run.report()
@@ -109,7 +110,7 @@ def test_check_mode_predicts_an_added_service_and_writes_nothing(mesh):
     assert "httpbin2-bar" in run.out, "check mode must report the ServiceEntry it would create"
     after = kget("cluster1", "serviceentries.networking.istio.io", "-A")["items"]
     assert [s["metadata"]["name"] for s in after] == [s["metadata"]["name"] for s in before]
-    assert kget("cluster1", "configmap", "meshlink-vips", "-n", "istio-system")["data"] == vips_before
+    assert kget("cluster1", "configmap", STORE, "-n", "istio-system")["data"] == vips_before
     assert kget("cluster2", "namespace", "bar") is not None
 
 
@@ -195,7 +196,7 @@ def test_preflight_stops_setup_on_istio_1_20_before_any_write(mesh):
         for c in ("cluster1", "cluster2"):
             after = kget(c, "serviceentries.networking.istio.io", "-A")["items"]
             assert [x["metadata"]["name"] for x in after] == [x["metadata"]["name"] for x in before[c]]
-        assert "httpbin3.bar.global" not in (kget("cluster1", "configmap", "meshlink-vips", "-n",
+        assert "httpbin3.bar.global" not in (kget("cluster1", "configmap", STORE, "-n",
                                                  "istio-system") or {}).get("data", {})
     finally:
         lab("up", env={"LAB_ISTIO_VERSION": "cluster2=1.7.8"})
@@ -233,14 +234,15 @@ def test_teardown_removes_only_what_the_collection_made(mesh):
         for kind in ("serviceentries.networking.istio.io", "virtualservices.networking.istio.io",
                      "destinationrules.networking.istio.io", "deployments", "services", "configmaps",
                      "namespaces"):
-            left = kget(c, kind, "-A", "-l", MANAGED)["items"]
+            left = kget(c, kind, "-A", "-l", MADE_BY_RUNS)["items"]
             assert left == [], f"{kind} left in {c}: {[o['metadata']['name'] for o in left]}"
     assert kget("cluster1", "serviceentries.networking.istio.io", "httpbin-bar", "-n", "foo") is None
-    foo = kget("cluster1", "namespace", "foo")
-    assert foo is None or foo["status"]["phase"] == "Terminating", "namespace foo was ours: it goes"
+    # foo was provisioned by access.yml (the ServiceAccount's Roles live there): it stays, and says why
+    assert kget("cluster1", "namespace", "foo")["status"]["phase"] == "Active"
+    assert "namespace foo stays: it was provisioned by the access playbook" in run.out, run.report()
     assert kget("cluster1", "serviceentries.networking.istio.io", "users-own", "-n", "default") is not None
     assert kget("cluster1", "configmap", "users-config", "-n", "default")["data"] == {"keep": "me"}
-    assert kget("cluster1", "configmap", "meshlink-vips", "-n", "istio-system") is None
+    assert kget("cluster1", "configmap", STORE, "-n", "istio-system") is None
 
     run = mesh.play("verify", [seed()])
     assert run.rc != 0, "the check must fail once the ServiceEntry is gone"

@@ -1,0 +1,166 @@
+#!/usr/bin/python
+# -*- coding: utf-8 -*-
+# Copyright: (c) 2026, Meshlink contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+
+from __future__ import annotations
+
+DOCUMENTATION = r'''
+---
+module: cluster_access
+short_description: Grant the collection exactly the rights it uses in one cluster, with a bounded token
+version_added: 0.2.0
+description:
+  - Run with an administrator's credentials. Creates, for the mesh of O(plan), the ServiceAccount
+    C(<service_account_namespace>/meshlink-<mesh>) and what it needs and nothing more - a ClusterRole
+    C(meshlink-<mesh>-reader) for the cluster-wide reads (namespaces, nodes for the nodePort fallback,
+    the Istio networking objects) and the label changes of the plan's namespaces; a Role
+    C(meshlink-<mesh>) in every namespace of the plan (the Istio objects, and with O(sample_apps) the
+    sample workloads); a Role C(meshlink-<mesh>-verify) in every consumer namespace (read pods,
+    C(pods/exec), only what verify uses); a Role in the Istio namespace for the VIP store (create, and
+    read/update/delete of its own name only), istiod's Deployment and the gateway Services; a Role in
+    C(kube-system) to read the C(coredns)/C(kube-dns) ConfigMaps. The plan's namespaces are created
+    when missing, so the Roles have somewhere to live; a teardown keeps them (they hold the grants).
+  - With O(kubeconfig_path), requests a token for the ServiceAccount with a bounded lifetime
+    (TokenRequest, O(token_lifetime)) and writes a kubeconfig for it (mode 0600); the token is never
+    returned or logged. Run again to renew it.
+  - With O(render_to), writes the RBAC objects as YAML to that file and changes nothing, for review
+    or C(kubectl apply -f).
+  - O(state=absent) removes the grants and the namespaces it created once nothing else is in them.
+author:
+  - Meshlink contributors (@meshlink)
+options:
+  plan:
+    description: The result of M(meshlink.multicluster.mesh_plan).
+    type: dict
+    required: true
+  cluster:
+    description: The inventory host name of this cluster in the plan.
+    type: str
+    required: true
+  state:
+    description: V(present) grants, V(absent) revokes.
+    type: str
+    choices: [present, absent]
+    default: present
+  service_account_namespace:
+    description: Namespace of the collection's ServiceAccount (created when missing).
+    type: str
+    default: meshlink-system
+  istio_namespace:
+    description: The Istio namespace (the VIP store lives there).
+    type: str
+    default: istio-system
+  vip_store_name:
+    description: Name of the VIP store (default C(meshlink-vips-<mesh>)).
+    type: str
+  extra_namespaces:
+    description: Namespaces to grant beyond the plan's (for example for services added later).
+    type: list
+    elements: str
+    default: []
+  sample_apps:
+    description: Also grant the sample workloads' kinds (Deployments, Services, ServiceAccounts) in the plan's namespaces.
+    type: bool
+    default: true
+  token_lifetime:
+    description: Seconds the token of O(kubeconfig_path) is valid (600 to 604800).
+    type: raw
+    default: 28800
+  kubeconfig_path:
+    description: Where to write the ServiceAccount's kubeconfig (one context named after O(cluster)).
+    type: path
+  server:
+    description: The API server URL to put in that kubeconfig; default the one this task connects to.
+    type: str
+  render_to:
+    description: Write the objects as YAML to this file instead of applying them.
+    type: path
+extends_documentation_fragment:
+  - meshlink.multicluster.connection
+attributes:
+  check_mode:
+    description: Writes are dry runs; no token is requested and no file written.
+    support: full
+  diff_mode:
+    description: Returns every object before and after.
+    support: full
+  idempotent:
+    description: A second run changes no object (a new token is requested whenever O(kubeconfig_path) is set).
+    support: partial
+'''
+
+EXAMPLES = r'''
+---
+- name: Grant the collection its rights in this cluster and write a kubeconfig valid 8 hours
+  meshlink.multicluster.cluster_access:
+    kubeconfig: ~/.kube/admin.yaml
+    context: "{{ inventory_hostname }}"
+    plan: "{{ meshlink_plan }}"
+    cluster: "{{ inventory_hostname }}"
+    kubeconfig_path: "~/.kube/meshlink/{{ inventory_hostname }}.kubeconfig"
+
+- name: Only write the RBAC for review
+  meshlink.multicluster.cluster_access:
+    plan: "{{ meshlink_plan }}"
+    cluster: "{{ inventory_hostname }}"
+    render_to: "/tmp/{{ inventory_hostname }}-rbac.yaml"
+'''
+
+RETURN = r'''
+objects:
+  description: Every object granted (or removed), with its C(action).
+  returned: success
+  type: list
+  elements: dict
+service_account:
+  description: The ServiceAccount as C(namespace/name).
+  returned: success
+  type: str
+  sample: meshlink-system/meshlink-default
+kubeconfig:
+  description: The kubeconfig written.
+  returned: when kubeconfig_path is set
+  type: str
+expires:
+  description: When its token expires.
+  returned: when kubeconfig_path is set
+  type: str
+  sample: '2026-12-03T23:00:00Z'
+lines:
+  description: What was done, as printable lines.
+  returned: success
+  type: list
+  elements: str
+'''
+
+from ansible_collections.meshlink.multicluster.plugins.module_utils._access import DEFAULT_TOKEN_SECONDS, reconcile_access
+from ansible_collections.meshlink.multicluster.plugins.module_utils._module import kube_module, run_with_cluster
+
+
+def main() -> None:
+    module = kube_module({
+        'plan': {'type': 'dict', 'required': True},
+        'cluster': {'type': 'str', 'required': True},
+        'state': {'type': 'str', 'choices': ['present', 'absent'], 'default': 'present'},
+        'service_account_namespace': {'type': 'str', 'default': 'meshlink-system'},
+        'istio_namespace': {'type': 'str', 'default': 'istio-system'},
+        'vip_store_name': {'type': 'str'},
+        'extra_namespaces': {'type': 'list', 'elements': 'str', 'default': []},
+        'sample_apps': {'type': 'bool', 'default': True},
+        'token_lifetime': {'type': 'raw', 'default': DEFAULT_TOKEN_SECONDS},
+        'kubeconfig_path': {'type': 'path'},
+        'server': {'type': 'str'},
+        'render_to': {'type': 'path'},
+    })
+    params = module.params
+    run_with_cluster(module, lambda cluster: reconcile_access(
+        cluster, params['plan'], params['cluster'], state=params['state'],
+        sa_namespace=params['service_account_namespace'], istio_namespace=params['istio_namespace'],
+        store_name=params['vip_store_name'], extra_namespaces=params['extra_namespaces'],
+        sample_apps=params['sample_apps'], token_lifetime=params['token_lifetime'],
+        kubeconfig_path=params['kubeconfig_path'], server=params['server'], render_to=params['render_to']))
+
+
+if __name__ == '__main__':
+    main()
