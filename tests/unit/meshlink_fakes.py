@@ -9,6 +9,15 @@ an in-memory object store that behaves like the API server where the logic depen
 (404 as None, label selectors, resourceVersion bumps only on real changes, 409 on a stale
 resourceVersion, dry run that stores nothing). Every call is recorded, so tests can assert
 that bad input made no call and that a second run wrote nothing.
+
+Opt-in hooks (unset, the fake behaves as before):
+  ``apply_managers``  path -> other field managers owning fields an apply to that path sets:
+                      an apply without force raises ``ApplyConflict`` naming them (the API
+                      server's 409), a forced one takes the fields over (the entry goes).
+  ``request``         the raw GETs ``_teardown`` sends: aggregated discovery of ``/api`` and
+                      ``/apis`` (``DISCOVERY`` plus the served Istio group) and metadata-only
+                      lists of a namespaced collection; ``request_errors`` (path -> ApiError)
+                      makes chosen paths fail.
 """
 
 from __future__ import annotations
@@ -17,7 +26,7 @@ import copy
 import json
 from typing import Any, Dict, List, Optional, Tuple
 
-from ansible_collections.meshlink.multicluster.plugins.module_utils._errors import ApiError
+from ansible_collections.meshlink.multicluster.plugins.module_utils._errors import ApiError, ApplyConflict
 
 WRITE_VERBS = ('create', 'replace', 'delete', 'apply')
 
@@ -74,6 +83,15 @@ def _matches(obj: Dict[str, Any], selector: Optional[str]) -> bool:
     return True
 
 
+# What ``request('GET', '/api' | '/apis')`` discovers: group -> (version, namespaced plurals).
+DISCOVERY = {
+    '': ('v1', ('configmaps', 'endpoints', 'events', 'pods', 'secrets', 'serviceaccounts', 'services')),
+    'apps': ('v1', ('deployments',)),
+    'coordination.k8s.io': ('v1', ('leases',)),
+}
+ISTIO_DISCOVERED = ('destinationrules', 'gateways', 'serviceentries', 'virtualservices')
+
+
 class FakeCluster:
     """In-memory stand-in for ``_client.Cluster`` (see the module docstring)."""
 
@@ -88,6 +106,8 @@ class FakeCluster:
         self.store: Dict[Tuple[str, Optional[str], str], Dict[str, Any]] = {}
         self._version = 100
         self.fail_next: Dict[str, ApiError] = {}
+        self.apply_managers: Dict[str, List[str]] = {}
+        self.request_errors: Dict[str, ApiError] = {}
         for plural, obj in objects or []:
             self.put(plural, obj)
 
@@ -179,6 +199,14 @@ class FakeCluster:
     def apply(self, path: str, body: Dict[str, Any], what: Any, force: bool = True) -> Dict[str, Any]:
         """Server-side apply as far as the logic sees it: our fields replace, others' stay."""
         self._record('apply', path)
+        managers = self.apply_managers.get(path)
+        if managers:
+            if not force:
+                conflicts = [{'manager': m, 'api_version': body.get('apiVersion'), 'field': '.spec'} for m in managers]
+                raise ApplyConflict('Could not apply %s in context %s: conflicts with %s' % (
+                    what, self.context, ', '.join(managers)), conflicts=conflicts)
+            if not self.dry_run:
+                del self.apply_managers[path]
         plural, namespace, name = _split(path)
         current = self.store.get((plural, namespace, name))
         merged = copy.deepcopy(current) if current else {'metadata': {'name': name, 'namespace': namespace}}
@@ -193,3 +221,29 @@ class FakeCluster:
         if self.dry_run:
             return merged
         return self.put(plural, merged)
+
+    def request(self, method: str, path: str, what: Any, verb: str, query: Optional[Dict[str, Any]] = None,
+                body: Any = None, content_type: str = 'application/json',
+                accept: str = 'application/json') -> Optional[Dict[str, Any]]:
+        """Raw GETs (see the module docstring): discovery and metadata-only lists."""
+        self._record(verb, path)
+        if path in self.request_errors:
+            raise self.request_errors[path]
+        if method != 'GET':
+            raise NotImplementedError('FakeCluster.request only answers GET, not %s %s' % (method, path))
+        if path in ('/api', '/apis'):
+            groups = {g: v for g, v in DISCOVERY.items() if (g == '') == (path == '/api')}
+            istio = self.served.get('networking.istio.io') or []
+            if path == '/apis' and istio:
+                from ansible_collections.meshlink.multicluster.plugins.module_utils._client import newest_version
+                groups['networking.istio.io'] = (newest_version(istio), ISTIO_DISCOVERED)
+            return {'kind': 'APIGroupDiscoveryList', 'items': [
+                {'metadata': {'name': group}, 'versions': [{'version': version, 'resources': [
+                    {'resource': plural, 'scope': 'Namespaced', 'verbs': ['get', 'list', 'delete']}
+                    for plural in plurals]}]}
+                for group, (version, plurals) in sorted(groups.items())]}
+        plural, namespace, _name = _split(path)
+        return {'kind': 'PartialObjectMetadataList', 'items': [
+            {'metadata': copy.deepcopy(obj.get('metadata') or {})}
+            for (kind, ns, _n), obj in sorted(self.store.items(), key=lambda i: str(i[0]))
+            if kind == plural and ns == namespace]}
