@@ -352,7 +352,7 @@ func TestOnceTimesOutWithoutIstiod(t *testing.T) {
 	start := time.Now()
 	err = run(options{server: addr, node: "sidecar~1~p.ns~ns.svc.cluster.local", metadata: "{}",
 		out: filepath.Join(t.TempDir(), "s.json"), once: true, timeout: 1500 * time.Millisecond})
-	if err == nil || time.Since(start) > 5*time.Second {
+	if err == nil || time.Since(start) > 12*time.Second { // generous: a loaded 2-core machine
 		t.Fatalf("err %v after %s", err, time.Since(start))
 	}
 }
