@@ -270,7 +270,8 @@ def reconcile_access(cluster: Any, plan: Any, name: str, state: str = 'present',
         desired = []
         for obj in objects:
             current = existing.get(object_key(obj))
-            if obj['kind'] == 'Namespace' and current is not None and not is_access_object(current):
+            if obj['kind'] == 'Namespace' and current is not None and not (is_access_object(current)
+                                                                           and is_ours(current, mesh)):
                 if is_ours(current, mesh):
                     desired.append(Desired(obj, compare='labels', owned=False))
                 continue

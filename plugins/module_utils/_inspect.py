@@ -144,8 +144,7 @@ def _seed_objects(reader: ClusterReader, part: Dict[str, Any], mesh: str) -> Tup
             key = object_key(obj)
             if key in wanted or is_ours(obj, mesh):
                 existing[key] = light(obj)
-    desired = [Desired({'kind': k[0], 'metadata': {'namespace': k[1], 'name': k[2]}}) for k in sorted(wanted)]
-    _changes, conflicts = plan_changes(desired, existing, mesh)
+    _changes, conflicts = plan_changes(_seed.placeholders(part, mesh), existing, mesh)
     return existing, conflicts
 
 

@@ -262,8 +262,7 @@ class Writer:
                     raise
                 again, conflicts = plan_changes([change.desired], {key: current}, self.mesh)
                 if conflicts:
-                    raise MeshlinkError('Nothing more was changed in %s: %s' % (self.cluster.context, conflicts[0])) \
-                        from error
+                    raise MeshlinkError('Stopped in %s: %s' % (self.cluster.context, conflicts[0])) from error
                 self._run(again[0], outcome)
                 return
             if not (self.check_mode and error.status == 404 and key[1]):
@@ -336,14 +335,11 @@ class Writer:
             for change in group:
                 self._run(change, outcome)
             return
-        for change in group:
-            if change.action == 'unchanged':
-                outcome.record(change.key, 'unchanged')
-        # Each worker records into its own outcome; merged in the input order afterwards, so
-        # results do not depend on thread timing.
-        parts = [Outcome() for _ in busy]
+        # Each change records into its own outcome, merged in the input order afterwards, so
+        # the result does not depend on the number of workers or on thread timing.
+        parts = [Outcome() for _ in group]
         with ThreadPoolExecutor(max_workers=min(self.workers, len(busy))) as pool:
-            futures = [pool.submit(self._run, change, part) for change, part in zip(busy, parts)]
+            futures = [pool.submit(self._run, change, part) for change, part in zip(group, parts)]
         errors = [f.exception() for f in futures if f.exception() is not None]
         for part in parts:
             outcome.objects.extend(part.objects)
@@ -351,4 +347,8 @@ class Writer:
             outcome.warnings.extend(part.warnings)
             outcome.changed = outcome.changed or part.changed
         if errors:
+            done = [o for o in outcome.objects if o['action'] != 'unchanged']
+            if done and isinstance(errors[0], MeshlinkError) and not isinstance(errors[0], ApiError):
+                raise MeshlinkError('%s (%d object(s) were written before the stop, including writes of the same kind '
+                                    'sent at the same time; a rerun converges)' % (errors[0], len(done)))
             raise errors[0]

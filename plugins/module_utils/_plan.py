@@ -40,6 +40,7 @@ from ansible_collections.meshlink.multicluster.plugins.module_utils._mesh import
     normalize_services,
 )
 from ansible_collections.meshlink.multicluster.plugins.module_utils._names import dns1123_label_problem
+from ansible_collections.meshlink.multicluster.plugins.module_utils._validate import address_problem
 from ansible_collections.meshlink.multicluster.plugins.module_utils._ownership import DEFAULT_MESH
 
 SEED_TOPOLOGY = 'global_serviceentries'
@@ -83,6 +84,15 @@ def _api_server_problem(value: Any) -> Optional[str]:
     parts = urlsplit(value)
     if parts.scheme != 'https' or not parts.hostname:
         return "'%s' is not an https:// URL with a host (istiod needs https://host[:port])" % value
+    try:
+        port = parts.port
+    except ValueError:
+        port = -1
+    if port is not None and not 1 <= port <= 65535 or parts.netloc.endswith(':'):
+        return "'%s' has no valid port (1-65535) after the host" % value
+    problem = address_problem(parts.hostname)
+    if problem:
+        return "'%s': the host %s" % (value, problem)
     if parts.path not in ('', '/') or parts.query or parts.fragment:
         return "'%s' has a path, query or fragment; give https://host[:port] only" % value
     return None

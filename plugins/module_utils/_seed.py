@@ -18,7 +18,7 @@ the inputs that come from other clusters (gateway addresses) and from the VIP st
 from __future__ import annotations
 
 import ipaddress
-from typing import Any, Dict, List, Optional, Sequence, Set, Tuple
+from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 from ansible_collections.meshlink.multicluster.plugins.module_utils import _render
 from ansible_collections.meshlink.multicluster.plugins.module_utils._errors import InputError
@@ -27,8 +27,11 @@ from ansible_collections.meshlink.multicluster.plugins.module_utils._names impor
     global_rule_name,
     local_rule_name,
     service_entry_name,
+    service_key,
 )
+from ansible_collections.meshlink.multicluster.plugins.module_utils._ownership import ownership_labels
 from ansible_collections.meshlink.multicluster.plugins.module_utils._objects import Desired, Key
+from ansible_collections.meshlink.multicluster.plugins.module_utils._validate import address_problem, port_number
 
 ISTIO_KINDS = tuple(k for k in ISTIO_PLURALS if k != 'Gateway')
 
@@ -49,14 +52,24 @@ def source_keys(service: Dict[str, Any]) -> List[Key]:
     return [('DestinationRule', service['namespace'], local_rule_name(service['name'], service['namespace']))]
 
 
-def wanted_keys(part: Dict[str, Any]) -> Set[Key]:
-    """Every Istio object the cluster should hold (known before any gateway address or VIP)."""
-    keys: Set[Key] = set()
+def wanted_keys(part: Dict[str, Any]) -> Dict[Key, str]:
+    """Every Istio object the cluster should hold, with the service it serves (known before any
+    gateway address or VIP, so that what is in the way is found before anything is written)."""
+    keys: Dict[Key, str] = {}
     for service in part['consumes']:
-        keys.update(consumer_keys(service))
+        for key in consumer_keys(service):
+            keys[key] = service_key(service['name'], service['namespace'])
     for service in part['exports']:
-        keys.update(source_keys(service))
+        for key in source_keys(service):
+            keys[key] = service_key(service['name'], service['namespace'])
     return keys
+
+
+def placeholders(part: Dict[str, Any], mesh: str) -> List[Desired]:
+    """The wanted objects as names and labels only: enough to find conflicts."""
+    return [Desired({'kind': key[0], 'metadata': {'namespace': key[1], 'name': key[2],
+                                                  'labels': ownership_labels(mesh, owner)}})
+            for key, owner in sorted(wanted_keys(part).items())]
 
 
 def consumed_hosts(part: Dict[str, Any]) -> List[str]:
@@ -81,15 +94,33 @@ def _gateway_of(service: Dict[str, Any], gateways: Dict[str, Any], errors: List[
                       '{address, port}' % (source, source, service['host'], source))
         return None
     address = gateway.get('address')
-    port = gateway.get('port')
+    port = port_number(gateway.get('port'))
     if not isinstance(address, str) or not address:
         errors.append('gateways.%s.address: is empty - an empty endpoint address must never reach a ServiceEntry'
                       % source)
         return None
-    if isinstance(port, bool) or not isinstance(port, int) or not 1 <= port <= 65535:
-        errors.append('gateways.%s.port: %r is not a port (1-65535)' % (source, port))
+    problem = address_problem(address)
+    if problem:
+        # The same rule as gateway_address: an override is an IP or a host name, nothing else.
+        errors.append('gateways.%s.address: %s (meshlink_gateway_overrides.%s.address takes an IP address or a '
+                      'host name)' % (source, problem, source))
+        return None
+    if port is None:
+        errors.append('gateways.%s.port: %r is not a port (1-65535)' % (source, gateway.get('port')))
         return None
     return address, port
+
+
+def check_gateways(part: Dict[str, Any], gateways: Dict[str, Any]) -> None:
+    """Every source gateway the cluster needs is known and valid; :class:`InputError` otherwise."""
+    errors: List[str] = []
+    seen = set()
+    for service in part['consumes']:
+        if service['cluster'] not in seen:
+            seen.add(service['cluster'])
+            _gateway_of(service, gateways, errors)
+    if errors:
+        raise InputError(errors)
 
 
 def consumer_objects(part: Dict[str, Any], gateways: Dict[str, Any], vips: Dict[str, str],

@@ -10,13 +10,15 @@
 It starts from what ``cluster_inspect`` read (``state``) and the data other clusters reported
 (their gateway addresses), so it reads nothing the inspection already read:
 
-  1. the VIPs of the hosts this cluster consumes (the store is written once, guarded by the
+  1. every check that needs no VIP, before anything is written: the gateways other clusters
+     reported, and that nothing that is not this mesh's holds a name it wants;
+  2. the VIPs of the hosts this cluster consumes (the store is written once, guarded by the
      resourceVersion the inspection saw; a concurrent writer makes it re-read and retry);
-  2. the desired objects: the namespaces the plan needs, the sample apps (when asked), the
-     ServiceEntries/VirtualServices/DestinationRules of the topology;
-  3. the changes against the inspected objects (``_objects.plan_changes``): creates, updates,
-     and (with ``prune``) deletes of this mesh's objects that are no longer wanted, which
-     converges the cluster when a consumer or a service left the inventory;
+  3. the desired objects (the namespaces the plan needs, the sample apps when asked, the
+     ServiceEntries/VirtualServices/DestinationRules of the topology) against the inspected
+     ones (``_objects.plan_changes``): creates, updates, and (with ``prune``) deletes of this
+     mesh's objects that are no longer wanted, which converges the cluster when a consumer or
+     a service left the inventory;
   4. the writes, in rank order from a small thread pool (``_objects.Writer``);
   5. the sample Deployments are waited for.
 """
@@ -76,12 +78,15 @@ def check_state(state: Any, plan: Dict[str, Any], name: str) -> Dict[str, Any]:
 
 
 def prune_scope(samples_on: bool) -> Callable[[Key, Dict[str, Any]], bool]:
-    """Which of this mesh's objects a setup may delete when no longer wanted."""
+    """Which of this mesh's objects a setup may delete when no longer wanted: its Istio objects
+    (found cluster-wide by the mesh's labels), and while sample apps are on, the sample objects
+    of the plan's namespaces (the inspection lists them there only: with sample apps off, or in
+    a namespace that left the plan, they are left for a teardown).
+    """
     def in_scope(key: Key, _obj: Dict[str, Any]) -> bool:
         if _seed.is_seed_object(key):
             return True
-        return key[0] in SAMPLE_KINDS
-    del samples_on  # sample objects of the mesh go when unwanted, whether or not samples are on now
+        return samples_on and key[0] in SAMPLE_KINDS
     return in_scope
 
 
@@ -122,9 +127,35 @@ def reconcile_cluster(cluster: Any, plan: Any, name: str, state: Any, gateways: 
     warnings: List[str] = []
     lines: List[str] = []
 
-    # 1. VIPs (rendering needs them; the store is written before the ServiceEntries using them).
-    # Hosts no longer consumed are released in the same write: their ServiceEntries still hold
-    # the addresses until they are deleted below, so no other allocation can take them meanwhile.
+    # 1. Everything that can be checked without a VIP, before the first write: the gateways
+    #    other clusters reported, and nothing in the way of any object this cluster wants.
+    _seed.check_gateways(part, gateways or {})
+    existing = {object_key(o): o for o in state['objects']}
+    namespaces = state.get('namespaces') or {}
+    for namespace, obj in namespaces.items():
+        if obj is not None:
+            existing[('Namespace', '', namespace)] = obj
+    inject: List[str] = []
+    desired: List[Desired] = []
+    if samples is not None:
+        sleep_ns, export_ns, skipped = _samples.sample_namespaces(part, samples)
+        inject = sorted(set(sleep_ns) | set(export_ns))
+        if skipped:
+            lines.append('%s: no sample apps in %s (meshlink_sample_excluded_namespaces): deploy your own client or '
+                         'service there' % (name, ', '.join(skipped)))
+    namespace_desired, messages = _samples.namespace_objects(part['namespaces'], namespaces, mesh, inject)
+    desired.extend(namespace_desired)
+    warnings.extend('%s: %s' % (name, m) for m in messages)
+    if samples is not None:
+        desired.extend(_samples.sample_objects(part, samples, mesh))
+    desired.extend(_seed.source_objects(part, mesh))
+    _changes, conflicts = plan_changes(desired + _seed.placeholders(part, mesh), existing, mesh)
+    if conflicts:
+        raise MeshlinkError('Nothing was changed in %s: %s' % (cluster.context, '; '.join(conflicts)))
+
+    # 2. VIPs (the ServiceEntries need them; the store is written before them). Hosts no longer
+    #    consumed are released in the same write: their ServiceEntries still hold the addresses
+    #    until they are deleted below, so no other allocation can take them meanwhile.
     hosts = _seed.consumed_hosts(part)
     store_info = state['vip_store']
     store = ConfigMapStore(cluster, store_info['namespace'], store_info['name'], mesh)
@@ -145,32 +176,11 @@ def reconcile_cluster(cluster: Any, plan: Any, name: str, state: Any, gateways: 
         vip_outcome = reconcile_vips(store, UsedAddresses(), stale, None, state='absent', check_mode=check_mode,
                                      first_read=first_read, mesh=mesh)
 
-    # 2. What the cluster should hold.
-    existing = {object_key(o): o for o in state['objects']}
-    namespaces = state.get('namespaces') or {}
-    inject: List[str] = []
-    desired: List[Desired] = []
-    if samples is not None:
-        sleep_ns, export_ns, skipped = _samples.sample_namespaces(part, samples)
-        inject = sorted(set(sleep_ns) | set(export_ns))
-        if skipped:
-            lines.append('%s: no sample apps in %s (meshlink_sample_excluded_namespaces): deploy your own client or '
-                         'service there' % (name, ', '.join(skipped)))
-    namespace_desired, messages = _samples.namespace_objects(part['namespaces'], namespaces, mesh, inject)
-    desired.extend(namespace_desired)
-    warnings.extend('%s: %s' % (name, m) for m in messages)
-    if samples is not None:
-        desired.extend(_samples.sample_objects(part, samples, mesh))
+    # 3. The changes, with the ServiceEntries rendered.
     desired.extend(_seed.consumer_objects(part, gateways or {}, vips, mesh))
-    desired.extend(_seed.source_objects(part, mesh))
-    for namespace, obj in namespaces.items():
-        if obj is not None:
-            existing[('Namespace', '', namespace)] = obj
-
-    # 3. Changes; anything in the way stops the run before a write.
     changes, conflicts = plan_changes(desired, existing, mesh, prune_scope(samples is not None) if prune else None)
-    if conflicts:
-        raise MeshlinkError('Nothing was changed in %s: %s' % (cluster.context, '; '.join(conflicts)))
+    if conflicts:  # only a plan that changed under this run could get here
+        raise MeshlinkError('Stopped in %s: %s' % (cluster.context, '; '.join(conflicts)))
 
     # 4. The writes.
     writer = Writer(cluster, mesh, state.get('networking_version'), force_conflicts=force_conflicts, workers=workers)

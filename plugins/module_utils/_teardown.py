@@ -151,17 +151,32 @@ def remove_empty_namespaces(cluster: Any, namespaces: Dict[str, Dict[str, Any]],
     return kept
 
 
-def _listed(reader: ClusterReader, kinds: Sequence[str], mesh: str, namespaces: Sequence[str]) -> Dict[Key, Dict[str, Any]]:
-    """This mesh's objects of ``kinds``: Istio kinds cluster-wide, the others per namespace."""
+def _listed(reader: ClusterReader, kinds: Sequence[str], mesh: str, namespaces: Sequence[str],
+            everywhere: bool = False, warnings: Optional[List[str]] = None) -> Dict[Key, Dict[str, Any]]:
+    """This mesh's objects of ``kinds``: Istio kinds cluster-wide, the others per namespace - or,
+    with ``everywhere``, cluster-wide when the credentials may (else per namespace, said in
+    ``warnings``)."""
     found: Dict[Key, Dict[str, Any]] = {}
     for kind in kinds:
         if kind in _seed.ISTIO_KINDS:
             items = reader.istio_objects(kind, label_selector=mesh_selector(mesh))
         else:
-            items = []
-            for namespace in namespaces:
-                items += reader.list(resource_path(kind, namespace), ObjectRef(kind, namespace),
-                                     label_selector=mesh_selector(mesh))
+            items = None
+            if everywhere:
+                try:
+                    items = reader.list(resource_path(kind), ObjectRef(kind), label_selector=mesh_selector(mesh))
+                except ApiError as error:
+                    if error.status != 403:
+                        raise
+                    if warnings is not None:
+                        warnings.append('%s of this mesh were looked for in the namespaces of the plan and the ones the '
+                                        'mesh created only: these credentials may not list them cluster-wide (%s)'
+                                        % (kind, error))
+            if items is None:
+                items = []
+                for namespace in namespaces:
+                    items += reader.list(resource_path(kind, namespace), ObjectRef(kind, namespace),
+                                         label_selector=mesh_selector(mesh))
         for obj in items:
             obj.setdefault('kind', kind)
             if is_ours(obj, mesh):
@@ -194,7 +209,7 @@ def teardown_cluster(cluster: Any, plan: Any, name: str, store_namespace: str = 
         namespaces += [(o.get('metadata') or {}).get('name') for o in
                        reader.list(resource_path('Namespace'), ObjectRef('Namespace'), label_selector=mesh_selector(mesh))]
     namespaces = sorted(set(namespaces))
-    found = {k: o for k, o in _listed(reader, kinds, mesh, namespaces).items() if in_scope(o)}
+    found = {k: o for k, o in _listed(reader, kinds, mesh, namespaces, everything, warnings).items() if in_scope(o)}
     changes = [Change('delete', key, existing=obj) for key, obj in sorted(found.items())]
     networking_version = reader.networking_version_or_none() if cluster.served_versions(NETWORKING_GROUP) else None
     writer = Writer(cluster, mesh, networking_version, workers=workers)

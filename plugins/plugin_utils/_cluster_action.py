@@ -12,7 +12,9 @@ resolved here once for every per-cluster module, so that roles and plays need no
 ``module_defaults`` and a role imported into a user's own play cannot silently fall through to
 the kubeconfig's current context:
 
-- options given in the task win, as one bundle (the module ignores ``K8S_AUTH_*`` then);
+- a task that names its cluster (kubeconfig, context or host among its options) wins, as one
+  bundle (the module ignores ``K8S_AUTH_*`` then); other task options (validate_certs, a
+  timeout) apply on top of the host's connection;
 - else the host variables (``meshlink_context``, ``meshlink_kubeconfig``, ``meshlink_host``, ...);
 - else, when the host names no cluster, the ``K8S_AUTH_*`` environment (AWX's Kubernetes
   credential), which the module reads itself;
@@ -61,10 +63,12 @@ def host_connection(task_args: Mapping[str, Any], lookup: Callable[[str], Any], 
 
     ``lookup(variable)`` returns the templated host variable, or None when it is not set.
     """
-    if any(_given(task_args.get(option)) for option in HOST_VARIABLES):
-        return {}
+    if any(_given(task_args.get(option)) for option in NAMING):
+        return {}  # the task names its cluster: its options are the connection, whole
     found = {}
     for option, variable in HOST_VARIABLES.items():
+        if _given(task_args.get(option)):
+            continue  # a task option that names no cluster (validate_certs, a timeout) applies on top
         value = lookup(variable)
         if _given(value):
             found[option] = value

@@ -401,7 +401,7 @@ def test_a_create_racing_a_foreign_object_stops_the_run(foreign_labels, owner):
     changes = [change_of('create', se()), change_of('create', make('VirtualService', 'later', spec={'hosts': ['h']}))]
     with pytest.raises(MeshlinkError) as caught:
         Writer(cluster, MESH, 'v1', workers=1).execute(changes)
-    assert str(caught.value).startswith('Nothing more was changed in fake: ServiceEntry foo/httpbin-bar exists and ')
+    assert str(caught.value).startswith('Stopped in fake: ServiceEntry foo/httpbin-bar exists and ')
     assert owner in str(caught.value)
     assert stored(cluster, 'ServiceEntry', 'httpbin-bar')['spec'] == {'hosts': ['theirs']}
     assert stored(cluster, 'VirtualService', 'later') is None

@@ -55,7 +55,7 @@ VIPS = {'httpbin.bar.global': SEED_VIP, 'orders.shop.global': '240.0.0.77'}
     ('cluster3', {('DestinationRule', 'shop', 'orders-shop-local')}),
 ])
 def test_wanted_keys(cluster, keys):
-    assert wanted_keys(part(cluster)) == keys
+    assert set(wanted_keys(part(cluster))) == keys
 
 
 def test_wanted_keys_are_what_is_rendered():
@@ -63,7 +63,10 @@ def test_wanted_keys_are_what_is_rendered():
         p = part(cluster)
         gateways = GATEWAYS if p['consumes'] else {}
         rendered = consumer_objects(p, gateways, VIPS, MESH) + source_objects(p, MESH)
-        assert {d.key for d in rendered} == wanted_keys(p)
+        assert {d.key for d in rendered} == set(wanted_keys(p))
+        # and each with the service it serves, as the rendered object's label says
+        assert {d.key: d.obj['metadata']['labels']['multicluster.meshlink.io/service'] for d in rendered} == \
+            wanted_keys(p)
 
 
 def test_consumed_hosts_and_fixed_vips():
@@ -104,7 +107,7 @@ INVALID = [
     ('no address', dict(GATEWAYS, cluster2={'port': 15443}), VIPS, 'gateways.cluster2.address', 'is empty'),
     ('port zero', dict(GATEWAYS, cluster2={'address': SEED_GATEWAY, 'port': 0}), VIPS, 'gateways.cluster2.port',
      '0 is not a port (1-65535)'),
-    ('port as text', dict(GATEWAYS, cluster2={'address': SEED_GATEWAY, 'port': '15443'}), VIPS,
+    ('port as padded text', dict(GATEWAYS, cluster2={'address': SEED_GATEWAY, 'port': ' 15443'}), VIPS,
      'gateways.cluster2.port', 'is not a port'),
     ('port bool', dict(GATEWAYS, cluster2={'address': SEED_GATEWAY, 'port': True}), VIPS, 'gateways.cluster2.port',
      'is not a port'),

@@ -16,6 +16,7 @@ import pytest
 from ansible_collections.meshlink.multicluster.plugins.module_utils._errors import InputError, MeshlinkError
 from ansible_collections.meshlink.multicluster.plugins.module_utils._inspect import inspect_cluster
 from ansible_collections.meshlink.multicluster.plugins.module_utils._plan import build_plan
+from ansible_collections.meshlink.multicluster.plugins.module_utils._teardown import teardown_cluster
 from ansible_collections.meshlink.multicluster.plugins.module_utils._setup import (
     check_state,
     reconcile_cluster,
@@ -188,24 +189,27 @@ def test_without_prune_nothing_is_deleted_or_released():
     assert vip_store(clusters['cluster2'])['data'] == first['cluster2']['vips']
 
 
-def test_samples_of_a_removed_consumer_namespace_are_pruned():
+def test_samples_of_a_removed_consumer_namespace_are_left_for_teardown():
+    # prune_scope: sample objects are listed (and pruned) in the plan's namespaces only; the
+    # Istio objects of the consumer that left go, its sample client stays for a teardown.
     clusters = lab()
     run_setup(clusters, plan(), sample_apps=NO_WAIT)
     _inspections, results = run_setup(clusters, plan(orders_consumers=()), sample_apps=NO_WAIT)
     assert names(results['cluster2'], 'deleted') == [
-        'DestinationRule clients/orders-shop-global', 'Deployment clients/sleep', 'Service clients/sleep',
-        'ServiceAccount clients/sleep', 'ServiceEntry clients/orders-shop', 'VirtualService clients/orders-shop-global']
+        'DestinationRule clients/orders-shop-global', 'ServiceEntry clients/orders-shop',
+        'VirtualService clients/orders-shop-global']
+    assert clusters['cluster2'].store.get(('deployments', 'clients', 'sleep')) is not None
     assert clusters['cluster2'].store.get(('deployments', 'bar', 'httpbin')) is not None
 
 
-def test_samples_turned_off_are_pruned():
-    # prune_scope: "sample objects of the mesh go when unwanted, whether or not samples are on now".
+def test_samples_turned_off_are_left_alone_and_teardown_removes_them():
     clusters = lab()
     run_setup(clusters, plan(), sample_apps=NO_WAIT)
     _inspections, results = run_setup(clusters, plan())
-    assert 'Deployment foo/sleep' in names(results['cluster1'], 'deleted')
-    assert [d['metadata']['name'] for d in clusters['cluster1'].objects('deployments')] == \
-        ['istio-ingressgateway', 'istiod']
+    assert names(results['cluster1'], 'deleted') == []
+    assert ('deployments', 'foo', 'sleep') in clusters['cluster1'].store
+    teardown_cluster(clusters['cluster1'], plan(), 'cluster1', wait=False)
+    assert ('deployments', 'foo', 'sleep') not in clusters['cluster1'].store
 
 
 # -- nothing is written while something is in the way ------------------------------------------
