@@ -19,12 +19,13 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="lab", description=(
         "Real Kubernetes control planes on loopback with kwok nodes and an emulated Istio "
         "data plane. Environment: LAB_CLUSTERS=N, LAB_LB=[mode,]clusterN=ip|hostname|none,..., "
-        "LAB_ISTIO_VERSION=[ver,]clusterN=ver,..., LAB_WITHOUT=clusterN=dns+gateway,..., "
-        "LAB_STATE_DIR, MESHLINK_LAB_CACHE."))
+        "LAB_ISTIO_VERSION=[ver,]clusterN=ver,... (>= 1.22: current Istio with a real istiod), "
+        "LAB_ISTIO_ROLE=clusterN=primary|remote:clusterM,..., LAB_NETWORK=clusterN=net,..., LAB_MESH_ID, "
+        "LAB_WITHOUT=clusterN=dns+gateway,..., LAB_STATE_DIR, LAB_INDEX_BASE, MESHLINK_LAB_CACHE."))
     sub = parser.add_subparsers(dest="command", required=True)
     sub.add_parser("up", help="create or converge the lab (idempotent)")
     sub.add_parser("down", help="stop everything and remove the state directory")
-    sub.add_parser("status", help="health of each cluster and of the data plane")
+    sub.add_parser("status", help="health of each cluster, of each istiod and of the data plane")
     sub.add_parser("kubeconfig", help="print the path of the lab kubeconfig")
     sub.add_parser("build", help="build the binaries into the cache (up does this too)")
     sub.add_parser("kubectl", help="the lab's kubectl with the lab kubeconfig (arguments passed through)")

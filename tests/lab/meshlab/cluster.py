@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import hashlib
 import json
 import os
 import signal
@@ -262,13 +263,15 @@ def _apply(state: Path, context: str, objs: list[dict]) -> None:
 def _delete_omitted(state: Path, c: dict[str, Any], objs: list[dict]) -> None:
     """Delete lab objects that the cluster's `without`, flavour or role now leaves out (so `up` converges)."""
     want = {(o["kind"], o["metadata"].get("namespace", ""), o["metadata"]["name"]) for o in objs}
+    by_namespace: dict[str, list[str]] = {}
     for kind, ns, name in sorted(manifests.possible_objects(c) - want):
         if kind in ("ConfigMap", "Namespace"):
             continue  # rewritten with the reduced content instead
         resource = {"Gateway": "gateways.networking.istio.io",
                     "DestinationRule": "destinationrules.networking.istio.io"}.get(kind, kind.lower())
-        kubectl(state, c["context"], "delete", resource, name, "-n", ns, "--ignore-not-found",
-                "--wait=false")
+        by_namespace.setdefault(ns, []).append(f"{resource}/{name}")
+    for ns, refs in by_namespace.items():  # one call per namespace
+        kubectl(state, c["context"], "delete", *refs, "-n", ns, "--ignore-not-found", "--wait=false")
 
 
 def _wait_ready(state: Path, c: dict[str, Any], timeout: int = 180) -> None:
@@ -288,14 +291,33 @@ def _wait_ready(state: Path, c: dict[str, Any], timeout: int = 180) -> None:
         time.sleep(1)
 
 
+CRD_HASH_ANNOTATION = "lab.meshlink.io/spec-hash"
+
+
+def _apply_crds(state: Path, ctx: str, crds: list[dict]) -> None:
+    """Apply the CRDs whose content changed since the last `up` (a hash in an annotation):
+    server-side apply of all of Istio's CRDs costs seconds per cluster."""
+    for crd in crds:
+        digest = hashlib.sha256(json.dumps(crd, sort_keys=True).encode()).hexdigest()[:16]
+        crd["metadata"].setdefault("annotations", {})[CRD_HASH_ANNOTATION] = digest
+    proc = kubectl(state, ctx, "get", "crd", "-l", "lab.meshlink.io/part-of=lab", "-o",
+                   "jsonpath={range .items[*]}{.metadata.name} {.metadata.annotations.lab\\.meshlink\\.io/spec-hash}"
+                   "{\"\\n\"}{end}", check=False, timeout=30)
+    have = dict(line.split(" ", 1) for line in proc.stdout.splitlines() if " " in line)
+    changed = [crd for crd in crds
+               if have.get(crd["metadata"]["name"]) != crd["metadata"]["annotations"][CRD_HASH_ANNOTATION]]
+    if changed:
+        _apply(state, ctx, changed)
+    kubectl(state, ctx, "wait", "--for=condition=Established", "--timeout=60s", "crd", "-l",
+            "lab.meshlink.io/part-of=lab")
+
+
 def _setup_cluster(state: Path, c: dict[str, Any], crds: list[dict], remotes: list[str]) -> None:
     ctx = c["context"]
     _wait_ready(state, c)
     # a validating webhook whose istiod is down would refuse every Istio write (failurePolicy Fail)
     _repair_webhooks(state, c)
-    _apply(state, ctx, manifests.istio_crds_for_version(json.loads(json.dumps(crds)), c["istio_version"]))
-    kubectl(state, ctx, "wait", "--for=condition=Established", "--timeout=60s", "crd", "-l",
-            "lab.meshlink.io/part-of=lab")
+    _apply_crds(state, ctx, manifests.istio_crds_for_version(json.loads(json.dumps(crds)), c["istio_version"]))
     _apply(state, ctx, [manifests.node("kwok-node-0", c["node_ip"])])
     cacerts = ca.cluster_cacerts(state, c["name"], shared_root="shared-root" not in c["without"])
     objs = manifests.cluster_objects(c, cacerts, remotes)
@@ -568,7 +590,9 @@ def _up(state: Path) -> Path:
                 "--wait", "120s")
     _merge_kubeconfig(state, names)
     (state / "clusters.json").write_text(json.dumps(config, indent=2), encoding="utf-8")
-    crds = [d for d in yaml.safe_load_all(versions.istio_crds().read_text(encoding="utf-8")) if d]
+    # libyaml's loader when PyYAML has it: the pure-Python one takes 5-15 s for this file
+    loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+    crds = [d for d in yaml.load_all(versions.istio_crds().read_text(encoding="utf-8"), Loader=loader) if d]
     for c in config["clusters"]:
         remotes = [r["name"] for r in config["clusters"] if r["istio_role"] == "remote"
                    and r["control_plane"] == c["name"]]
