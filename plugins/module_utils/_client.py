@@ -503,9 +503,12 @@ def apply_conflict_message(prefix: str, conflicts: Sequence[Dict[str, Optional[s
         if conflict.get('api_version'):
             owner += ' (through %s)' % conflict['api_version']
         owners.setdefault(owner, []).append(conflict.get('field') or '(a field the server did not name)')
-    parts = ['%s %s owned by field manager %s' % ('field' if len(fields) == 1 else 'fields', ', '.join(fields)
-                                                   + (' is' if len(fields) == 1 else ' are'), owner)
-             for owner, fields in owners.items()]
+    parts = []
+    for owner, fields in owners.items():
+        if len(fields) == 1:
+            parts.append('field %s is owned by field manager %s' % (fields[0], owner))
+        else:
+            parts.append('fields %s are owned by field manager %s' % (', '.join(fields), owner))
     return ('%s: %s. Nothing was changed: meshlink does not take fields over from other managers by default. Set '
             'force_conflicts: true to take them over (meshlink then owns them and the other manager\'s next apply '
             'conflicts instead), or remove them from the other manager\'s configuration'

@@ -133,4 +133,3 @@ def run_with_cluster(module: AnsibleModule, call: Callable[[Any], Dict[str, Any]
     if result.get('failed'):
         module.fail_json(**result)
     module.exit_json(**result)
-

@@ -229,7 +229,8 @@ def test_galaxy_and_builder_stages_replayed_offline(context, tmp_path):
     # ours, read from the collection's meta/execution-environment.yml
     ours = [line for line in out_pip.read_text(encoding='utf-8').splitlines() if 'meshlink.multicluster' in line]
     # (ansible-builder drops PyYAML: ansible-core brings it)
-    assert 'kubernetes' in {re.split(r'[<>=!~;\[ ]', line, maxsplit=1)[0].lower() for line in ours} <= RUNTIME, ours
+    ours_names = {re.split(r'[<>=!~;\[ ]', line, maxsplit=1)[0].lower() for line in ours}
+    assert 'kubernetes' in ours_names and ours_names <= RUNTIME, ours
     # nothing of the repository's development requirements reaches the image
     assert not names & DEV_ONLY, sorted(names & DEV_ONLY)
     bindep = out_bindep.read_text(encoding='utf-8')

@@ -228,8 +228,8 @@ def test_a_task_that_names_no_cluster_takes_the_variables():
 
 def test_an_option_of_a_task_that_names_no_cluster_wins_over_its_variable():
     options, _source, _notes = resolve_connection({'validate_certs': True, 'api_key': 'task-token'}, AWX)
-    assert (options['validate_certs'], options['api_key'], options['host']) == (True, 'task-token',
-                                                                               'https://other-cluster:6443')
+    assert (options['validate_certs'], options['api_key'], options['host']) == (
+        True, 'task-token', 'https://other-cluster:6443')
 
 
 def test_nothing_anywhere_is_the_default_source():

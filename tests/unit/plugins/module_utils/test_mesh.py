@@ -314,8 +314,8 @@ def test_a_name_from_a_block_scalar_says_where_the_newline_comes_from():
 
 @pytest.mark.parametrize('consumer_namespace', ['istio-system\n', 'іstio-system', True])
 def test_consumer_namespace_option_is_exact(consumer_namespace):
-    assert any(e.startswith('consumer_namespace:') for e in _errors([seed_service()],
-                                                                   consumer_namespace=consumer_namespace))
+    errors = _errors([seed_service()], consumer_namespace=consumer_namespace)
+    assert any(e.startswith('consumer_namespace:') for e in errors)
 
 
 @pytest.mark.parametrize('clusters', [['cluster1\n', 'cluster2'], ['cluster1', ' cluster2']])

@@ -327,9 +327,8 @@ def test_diff_only_in_diff_mode(fake_cluster):
 
 
 def test_per_item_diffs_only_in_diff_mode():
-    result = {'diff': [1], 'objects': [{'name': 'a', 'diff': {'before': 1}}, 'text'], 'clusters': {'c': {'diff': 2,
-                                                                                                        'x': 1}},
-              'changed': True}
+    result = {'diff': [1], 'objects': [{'name': 'a', 'diff': {'before': 1}}, 'text'],
+              'clusters': {'c': {'diff': 2, 'x': 1}}, 'changed': True}
     assert _module.without_diff(result) == {'objects': [{'name': 'a'}, 'text'], 'clusters': {'c': {'x': 1}},
                                             'changed': True}
     assert result['objects'][0]['diff'] == {'before': 1}  # the input is not changed
