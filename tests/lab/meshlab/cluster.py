@@ -361,6 +361,11 @@ def _delete_webhooks_served_by(state: Path, config: dict[str, Any], served_by: s
                 _delete_webhook(state, c, wh["metadata"]["name"])
 
 
+def _ca_mode(c: dict[str, Any]) -> str:
+    without = c.get("without", [])
+    return "none" if "cacerts" in without else "own-root" if "shared-root" in without else "shared-root"
+
+
 def wanted_istiods(config: dict[str, Any]) -> dict[str, dict[str, Any]]:
     """name -> how to run it: one istiod per current primary, one validator for the seed clusters."""
     out: dict[str, dict[str, Any]] = {}
@@ -369,12 +374,19 @@ def wanted_istiods(config: dict[str, Any]) -> dict[str, dict[str, Any]]:
             remotes = [r["name"] for r in config["clusters"] if r.get("istio_role") == "remote"
                        and r.get("control_plane") == c["name"]]
             out[c["name"]] = {"cluster": c["name"], "index": c["index"], "validator": False,
-                              "external": bool(remotes), "stands_for": c["istio_version"]}
+                              "external": bool(remotes), "stands_for": c["istio_version"], "ca": _ca_mode(c)}
     seed = next((c for c in config["clusters"] if c.get("flavour", "seed") == "seed"), None)
     if seed:
         out[istiod.VALIDATOR] = {"cluster": seed["name"], "index": seed["index"], "validator": True,
-                                 "external": False, "stands_for": ""}
+                                 "external": False, "stands_for": "", "ca": _ca_mode(seed)}
     return out
+
+
+def _ca_digest(state: Path, cluster: str, mode: str) -> str:
+    if mode == "none":
+        return "none"
+    files = ca.cluster_cacerts(state, cluster, shared_root=(mode == "shared-root"))
+    return hashlib.sha256(b"".join(files[k] for k in ca.CACERTS_KEYS)).hexdigest()[:16]
 
 
 def start_istiods(state: Path, config: dict[str, Any]) -> dict[str, dict[str, Any]]:
@@ -389,6 +401,7 @@ def start_istiods(state: Path, config: dict[str, Any]) -> dict[str, dict[str, An
     for name, how in wanted.items():
         infos[name] = istiod.ensure(state, name, how["cluster"], how["index"], lab_kc, validator=how["validator"],
                                     external=how["external"], stands_for=how["stands_for"],
+                                    ca_digest=_ca_digest(state, how["cluster"], how["ca"]),
                                     on_restart=lambda n=name: _delete_webhooks_served_by(state, config, n))
     for name in wanted:
         secs = istiod.wait_ready(state, name)

@@ -155,14 +155,15 @@ def rss_mb(pid: int) -> int | None:
 
 
 def ensure(state: Path, name: str, cluster: str, index: int, lab_kubeconfig: dict[str, Any], *,
-           validator: bool = False, external: bool = False, stands_for: str = "",
+           validator: bool = False, external: bool = False, stands_for: str = "", ca_digest: str = "",
            on_restart: Callable[[], None] | None = None) -> dict[str, Any]:
-    """Start istiod `name` unless it already runs with the same command; returns its info.
-    Does not wait for readiness (see `wait_ready`), so that several start side by side.
-    `on_restart` runs before a running istiod with another command is stopped."""
+    """Start istiod `name` unless it already runs with the same command, declared version and
+    CA (`ca_digest` of the cacerts the lab installed: istiod reads them at start only);
+    returns its info. Does not wait for readiness (see `wait_ready`), so that several start
+    side by side. `on_restart` runs before a running istiod is stopped to be started again."""
     workdir = directory(state) / name
     argv, env = command(name, cluster, index, workdir, validator=validator, external=external)
-    spec = hashlib.sha256(json.dumps([argv, env], sort_keys=True).encode()).hexdigest()[:16]
+    spec = hashlib.sha256(json.dumps([argv, env, stands_for, ca_digest], sort_keys=True).encode()).hexdigest()[:16]
     info = read_info(state, name)
     pid = running_pid(state, name)
     if pid and info and info.get("spec") == spec and info.get("pid") == pid:

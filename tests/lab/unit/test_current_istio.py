@@ -74,7 +74,7 @@ def test_current_primary_remote_and_seed(tmp_path, env):
     assert set(wanted) == {"cluster1", "validator"}
     assert wanted["cluster1"]["external"] is True and wanted["cluster1"]["index"] == 31
     assert wanted["validator"] == {"cluster": "cluster3", "index": 33, "validator": True, "external": False,
-                                   "stands_for": ""}
+                                   "stands_for": "", "ca": "shared-root"}
 
 
 def test_settings_are_remembered(tmp_path, env):
