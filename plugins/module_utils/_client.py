@@ -199,7 +199,9 @@ def resolve_connection(params: Mapping[str, Any],
 
     - The task names its cluster (``kubeconfig``, ``context`` or ``host`` given): every value
       comes from the task's options; every ``K8S_AUTH_*`` variable is ignored and one warning
-      names the ignored variables (never their values). ``source`` is ``task``.
+      names the ignored variables (never their values). ``source`` is ``task``. One exception:
+      a task that gives only a ``context`` looks it up in ``K8S_AUTH_KUBECONFIG`` when that is
+      set (the kubeconfig credential of AWX: a file of contexts, no cluster of its own).
     - Otherwise each option the task leaves unset is taken from its ``K8S_AUTH_*`` variable
       (:func:`environment_connection`); ``source`` is ``environment`` when a variable was
       used, ``default`` when none was (then the default kubeconfig's current context or the
@@ -214,6 +216,12 @@ def resolve_connection(params: Mapping[str, Any],
     named = [option for option in NAMING_OPTIONS if _given(options.get(option))]
     if named:
         notes = []
+        if named == ['context'] and environ.get('K8S_AUTH_KUBECONFIG'):
+            # A context alone names an entry of a kubeconfig, not a cluster of its own: the
+            # kubeconfig an AWX credential injects is where that context is looked up (a
+            # file of contexts, so it cannot send the host to another cluster's credentials).
+            options['kubeconfig'] = environ['K8S_AUTH_KUBECONFIG']
+            present = [name for name in present if name != 'K8S_AUTH_KUBECONFIG']
         if present:
             notes.append('The task names its cluster (%s), so every connection value comes from the task and these '
                          'environment variables are ignored: %s. Unset them, or name no cluster in the task to use '
@@ -846,16 +854,7 @@ def cluster_from_params(params: Mapping[str, Any], check_mode: bool = False,
     """
     environ = os.environ if environ is None else environ
     options, source, notes = resolve_connection(params, environ)
-    try:
-        api_client, context = build_api_client(options)
-    except ClientError as error:
-        if source == SOURCE_TASK and not _given(options.get('kubeconfig')) and environ.get('K8S_AUTH_KUBECONFIG'):
-            # An AWX kubeconfig credential with a context in the inventory: the context names
-            # the cluster, so the credential's file is not read unless the task passes it.
-            raise ClientError('%s. K8S_AUTH_KUBECONFIG is set but ignored because the task names its cluster: pass '
-                              'the file as kubeconfig too (kubeconfig: "{{ lookup(\'ansible.builtin.env\', '
-                              '\'K8S_AUTH_KUBECONFIG\') }}")' % error) from error
-        raise
+    api_client, context = build_api_client(options)
     timeout = params.get('request_timeout') or DEFAULT_REQUEST_TIMEOUT
     return Cluster(api_client, context, request_timeout=timeout, dry_run=check_mode, source=source,
                    connection_warnings=notes)

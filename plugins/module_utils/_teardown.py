@@ -58,7 +58,7 @@ METADATA_LIST = 'application/json;as=PartialObjectMetadataList;g=meta.k8s.io;v=v
 IGNORED_RESOURCES = {('', 'events'), ('events.k8s.io', 'events'), ('', 'endpoints'),
                      ('discovery.k8s.io', 'endpointslices'), ('coordination.k8s.io', 'leases'),
                      ('authorization.k8s.io', 'localsubjectaccessreviews')}
-IGNORED_OBJECTS = {('configmaps', 'kube-root-ca.crt'), ('configmaps', 'istio-ca-root-cert'),
+IGNORED_OBJECTS = {('configmaps', 'kube-root-ca.crt'), ('configmaps', 'istio-ca-root-cert'), ('configmaps', 'istio-ca-crl'),
                    ('serviceaccounts', 'default')}
 
 
@@ -152,7 +152,8 @@ def remove_empty_namespaces(cluster: Any, namespaces: Dict[str, Dict[str, Any]],
 
 
 def _listed(reader: ClusterReader, kinds: Sequence[str], mesh: str, namespaces: Sequence[str],
-            everywhere: bool = False, warnings: Optional[List[str]] = None) -> Dict[Key, Dict[str, Any]]:
+            everywhere: bool = False, warnings: Optional[List[str]] = None,
+            strict: Sequence[str] = ()) -> Dict[Key, Dict[str, Any]]:
     """This mesh's objects of ``kinds``: Istio kinds cluster-wide, the others per namespace - or,
     with ``everywhere``, cluster-wide when the credentials may (else per namespace, said in
     ``warnings``)."""
@@ -175,8 +176,16 @@ def _listed(reader: ClusterReader, kinds: Sequence[str], mesh: str, namespaces: 
             if items is None:
                 items = []
                 for namespace in namespaces:
-                    items += reader.list(resource_path(kind, namespace), ObjectRef(kind, namespace),
-                                         label_selector=mesh_selector(mesh))
+                    try:
+                        items += reader.list(resource_path(kind, namespace), ObjectRef(kind, namespace),
+                                             label_selector=mesh_selector(mesh))
+                    except ApiError as error:
+                        # Only the namespaces beyond the plan's may be out of reach (everything).
+                        if error.status != 403 or namespace in strict:
+                            raise
+                        if warnings is not None:
+                            warnings.append('%s in namespace %s could not be listed with these credentials: left as '
+                                            'they are (%s)' % (kind, namespace, error))
         for obj in items:
             obj.setdefault('kind', kind)
             if is_ours(obj, mesh):
@@ -209,7 +218,8 @@ def teardown_cluster(cluster: Any, plan: Any, name: str, store_namespace: str = 
         namespaces += [(o.get('metadata') or {}).get('name') for o in
                        reader.list(resource_path('Namespace'), ObjectRef('Namespace'), label_selector=mesh_selector(mesh))]
     namespaces = sorted(set(namespaces))
-    found = {k: o for k, o in _listed(reader, kinds, mesh, namespaces, everything, warnings).items() if in_scope(o)}
+    found = {k: o for k, o in _listed(reader, kinds, mesh, namespaces, everything, warnings,
+                                      strict=part['namespaces']).items() if in_scope(o)}
     changes = [Change('delete', key, existing=obj) for key, obj in sorted(found.items())]
     networking_version = reader.networking_version_or_none() if cluster.served_versions(NETWORKING_GROUP) else None
     writer = Writer(cluster, mesh, networking_version, workers=workers)

@@ -659,15 +659,21 @@ def test_no_impersonation_headers_by_default(api):
     assert 'Impersonate-User' not in api.requests[-1]['headers']
 
 
-def test_an_ignored_k8s_auth_kubeconfig_is_named_when_the_client_cannot_be_built(tmp_path, monkeypatch):
+def test_a_context_alone_is_looked_up_in_the_kubeconfig_of_an_awx_credential(tmp_path, monkeypatch):
+    # AWX's kubeconfig credential injects K8S_AUTH_KUBECONFIG; the inventory host names its
+    # context: a file of contexts is no cluster of its own, so the context is found there
     monkeypatch.setenv('KUBECONFIG', str(tmp_path / 'absent'))
-    with pytest.raises(ClientError) as caught:
-        cluster_from_params({'context': 'cluster2'}, environ={'K8S_AUTH_KUBECONFIG': _kubeconfig(tmp_path)})
-    assert 'K8S_AUTH_KUBECONFIG is set but ignored because the task names its cluster: pass the file as ' \
-           'kubeconfig too' in str(caught.value)
-    # passed as the task's kubeconfig, the same file works
+    cluster = cluster_from_params({'context': 'cluster2'}, environ={'K8S_AUTH_KUBECONFIG': _kubeconfig(tmp_path),
+                                                                    'K8S_AUTH_HOST': 'https://127.0.0.9:6443'})
+    assert cluster.server == 'https://127.0.0.1:26443'
+    # the credential's host of another cluster is still ignored, and said so
+    assert cluster.connection_warnings == [
+        'The task names its cluster (context), so every connection value comes from the task and these '
+        'environment variables are ignored: K8S_AUTH_HOST. Unset them, or name no cluster in the task to use '
+        'them.']
+    # a task that gives its own kubeconfig does not read the credential's
     cluster = cluster_from_params({'context': 'cluster2', 'kubeconfig': _kubeconfig(tmp_path)},
-                                  environ={'K8S_AUTH_KUBECONFIG': _kubeconfig(tmp_path)})
+                                  environ={'K8S_AUTH_KUBECONFIG': str(tmp_path / 'other')})
     assert cluster.server == 'https://127.0.0.1:26443' and cluster.connection_warnings == [
         'The task names its cluster (kubeconfig, context), so every connection value comes from the task and these '
         'environment variables are ignored: K8S_AUTH_KUBECONFIG. Unset them, or name no cluster in the task to use '
