@@ -2,9 +2,11 @@
 # Copyright: (c) 2026, Meshlink contributors
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 
-"""Runs meshlink.multicluster.cluster_reconcile with the host's connection and, unless the task
-gives ``gateways``, the gateway addresses other clusters reported in this run (their registered
-``meshlink_inspection``) or ``meshlink_gateway_overrides``: the one barrier between the plays."""
+"""Runs meshlink.multicluster.cluster_reconcile with the host's connection and what other
+clusters reported in this run (the one barrier between inspection and writes), unless the task
+gives it: the source gateways (``gateways``: their ``meshlink_inspection`` or
+``meshlink_gateway_overrides``) and, for the multi-network topologies, the readers' remote
+secret states (``peers``) and the source Services' ports (``peer_services``)."""
 
 from __future__ import annotations
 
@@ -12,7 +14,9 @@ from typing import Any, Dict, Mapping
 
 from ansible_collections.meshlink.multicluster.plugins.plugin_utils._cluster_action import (
     ClusterAction,
+    reader_states,
     source_gateways,
+    source_ports,
 )
 
 
@@ -20,9 +24,22 @@ class ActionModule(ClusterAction):
     MODULE = 'meshlink.multicluster.cluster_reconcile'
 
     def extra_args(self, args: Dict[str, Any], task_vars: Mapping[str, Any]) -> Dict[str, Any]:
-        if args.get('gateways') is not None or not isinstance(args.get('plan'), Mapping):
+        plan = args.get('plan')
+        if not isinstance(plan, Mapping):
             return {}
-        overrides = self._var(task_vars, 'meshlink_gateway_overrides') or {}
-        gateways = source_gateways(args['plan'], args.get('cluster'),
-                                   lambda host: self._host_var(task_vars, host, 'meshlink_inspection'), overrides)
-        return {'gateways': gateways}
+        cluster = args.get('cluster')
+
+        def inspection_of(host: str) -> Any:
+            return self._host_var(task_vars, host, 'meshlink_inspection')
+
+        extra: Dict[str, Any] = {}
+        if plan.get('topology') == 'global_serviceentries':
+            if args.get('gateways') is None:
+                overrides = self._var(task_vars, 'meshlink_gateway_overrides') or {}
+                extra['gateways'] = source_gateways(plan, cluster, inspection_of, overrides)
+            return extra
+        if args.get('peers') is None:
+            extra['peers'] = reader_states(plan, cluster, inspection_of)
+        if args.get('peer_services') is None:
+            extra['peer_services'] = source_ports(plan, cluster, inspection_of)
+        return extra

@@ -6,7 +6,9 @@
 
 After cluster_inspect ran on every host of the play (its results registered as
 ``meshlink_inspection``), this compares what no single cluster can judge alone, before the
-first write of the run: two inventory hosts must not reach the same cluster.
+first write of the run: two inventory hosts must not reach the same cluster; for the
+multi-network topologies also one mesh ID, one root of trust, and Istio minor versions within
+one of each other.
 """
 
 from __future__ import annotations
@@ -16,7 +18,10 @@ from typing import Any, Dict, Optional
 from ansible.errors import AnsibleActionFail
 from ansible.plugins.action import ActionBase
 
-from ansible_collections.meshlink.multicluster.plugins.plugin_utils._cluster_action import duplicate_identities
+from ansible_collections.meshlink.multicluster.plugins.plugin_utils._cluster_action import (
+    cross_cluster_problems,
+    duplicate_identities,
+)
 
 
 class ActionModule(ActionBase):
@@ -36,6 +41,9 @@ class ActionModule(ActionBase):
                     inspections[host] = self._templar.template(hostvars[host]['meshlink_inspection'])
         identities = {h: (i or {}).get('cluster_identity') for h, i in inspections.items() if isinstance(i, dict)}
         problems = duplicate_identities(identities)
+        if any((i or {}).get('topology') in ('multi_primary', 'primary_remote') for i in inspections.values()
+               if isinstance(i, dict)):
+            problems += cross_cluster_problems({h: i for h, i in inspections.items() if isinstance(i, dict)})
         if problems:
             raise AnsibleActionFail('Nothing was written to any cluster: %s' % '; '.join(problems))
         result['changed'] = False

@@ -23,6 +23,7 @@ import copy
 from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 from ansible_collections.meshlink.multicluster.plugins.module_utils import _gateway, _istio, _preflight, _samples, _seed
+from ansible_collections.meshlink.multicluster.plugins.module_utils import _multinet_flow
 from ansible_collections.meshlink.multicluster.plugins.module_utils._client import ObjectRef
 from ansible_collections.meshlink.multicluster.plugins.module_utils._errors import ApiError, InputError, MeshlinkError
 from ansible_collections.meshlink.multicluster.plugins.module_utils._names import ISTIO_NAMESPACE
@@ -37,7 +38,7 @@ from ansible_collections.meshlink.multicluster.plugins.module_utils._ownership i
     is_ours,
     mesh_selector,
 )
-from ansible_collections.meshlink.multicluster.plugins.module_utils._plan import SEED_TOPOLOGY, checked_plan
+from ansible_collections.meshlink.multicluster.plugins.module_utils._plan import SEED_TOPOLOGY, checked_plan, is_multi_network
 from ansible_collections.meshlink.multicluster.plugins.module_utils._reader import ClusterReader
 from ansible_collections.meshlink.multicluster.plugins.module_utils._vip import (
     STORE_SELECTOR,
@@ -180,9 +181,19 @@ def namespace_state(reader: ClusterReader, names: Sequence[str]) -> Dict[str, Op
 
 def inspect_cluster(cluster: Any, plan: Any, name: str, gateway: Optional[Dict[str, Any]] = None,
                     vip: Optional[Dict[str, Any]] = None, sample_apps: Optional[Dict[str, Any]] = None,
-                    checks: Optional[Sequence[str]] = None, fail_on: str = 'fail') -> Dict[str, Any]:
+                    checks: Optional[Sequence[str]] = None, fail_on: str = 'fail',
+                    multinetwork: Optional[Dict[str, Any]] = None) -> Dict[str, Any]:
     """The ``cluster_inspect`` module (module docstring)."""
     plan = checked_plan(plan, name)
+    if is_multi_network(plan['topology']):
+        if fail_on not in ('fail', 'warn', 'never'):
+            raise InputError(['fail_on: %r is not fail, warn or never' % (fail_on,)])
+        unknown = [c for c in checks or [] if c not in _multinet_flow.CHECKS]
+        if unknown:
+            raise InputError(['checks: unknown check(s) %s (known: %s)' % (', '.join(unknown),
+                                                                          ', '.join(_multinet_flow.CHECKS))])
+        return _multinet_flow.inspect_multinet(cluster, plan, name, multinetwork=multinetwork,
+                                               sample_apps=sample_apps, checks=checks, fail_on=fail_on)
     part = plan['clusters'][name]
     mesh = plan['mesh']
     gateway_settings = merged(GATEWAY_DEFAULTS, gateway, 'gateway')

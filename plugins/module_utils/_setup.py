@@ -28,7 +28,7 @@ from __future__ import annotations
 import time
 from typing import Any, Callable, Dict, List, Optional, Sequence
 
-from ansible_collections.meshlink.multicluster.plugins.module_utils import _samples, _seed
+from ansible_collections.meshlink.multicluster.plugins.module_utils import _multinet_flow, _samples, _seed
 from ansible_collections.meshlink.multicluster.plugins.module_utils._client import ObjectRef
 from ansible_collections.meshlink.multicluster.plugins.module_utils._errors import InputError, MeshlinkError
 from ansible_collections.meshlink.multicluster.plugins.module_utils._istio import parse_version
@@ -111,14 +111,18 @@ def wait_for_deployments(cluster: Any, wanted: Sequence[Key], timeout: float,
 
 def reconcile_cluster(cluster: Any, plan: Any, name: str, state: Any, gateways: Optional[Dict[str, Any]] = None,
                       vip: Optional[Dict[str, Any]] = None, sample_apps: Optional[Dict[str, Any]] = None,
-                      prune: bool = True, force_conflicts: bool = False, workers: int = 4) -> Dict[str, Any]:
+                      prune: bool = True, force_conflicts: bool = False, workers: int = 4,
+                      multinetwork: Optional[Dict[str, Any]] = None, peers: Optional[Dict[str, Any]] = None,
+                      peer_services: Optional[Dict[str, Any]] = None) -> Dict[str, Any]:
     """The ``cluster_reconcile`` module (module docstring)."""
     plan = checked_plan(plan, name)
     state = check_state(state, plan, name)
     part = plan['clusters'][name]
     mesh = plan['mesh']
     if plan['topology'] != SEED_TOPOLOGY:
-        raise MeshlinkError('topology %s: not handled by this version of cluster_reconcile' % plan['topology'])
+        return _multinet_flow.reconcile_multinet(cluster, plan, name, state, peers=peers, peer_services=peer_services,
+                                                 multinetwork=multinetwork, sample_apps=sample_apps, prune=prune,
+                                                 force_conflicts=force_conflicts, workers=workers)
     vip = dict(vip or {})
     samples = _samples.sample_settings(sample_apps) if sample_apps is not None else None
     exclude = vip.get('exclude') or []

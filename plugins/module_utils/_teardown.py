@@ -26,7 +26,7 @@ from __future__ import annotations
 import time
 from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
-from ansible_collections.meshlink.multicluster.plugins.module_utils import _samples, _seed
+from ansible_collections.meshlink.multicluster.plugins.module_utils import _multinet_flow, _samples, _seed
 from ansible_collections.meshlink.multicluster.plugins.module_utils._client import ObjectRef
 from ansible_collections.meshlink.multicluster.plugins.module_utils._errors import ApiError, MeshlinkError
 from ansible_collections.meshlink.multicluster.plugins.module_utils._names import NETWORKING_GROUP
@@ -47,7 +47,7 @@ from ansible_collections.meshlink.multicluster.plugins.module_utils._ownership i
     owner_of,
     part_of,
 )
-from ansible_collections.meshlink.multicluster.plugins.module_utils._plan import checked_plan
+from ansible_collections.meshlink.multicluster.plugins.module_utils._plan import checked_plan, is_multi_network
 from ansible_collections.meshlink.multicluster.plugins.module_utils._reader import ClusterReader
 from ansible_collections.meshlink.multicluster.plugins.module_utils._vip import ConfigMapStore, reconcile_vips, store_name_for
 
@@ -196,6 +196,7 @@ def _listed(reader: ClusterReader, kinds: Sequence[str], mesh: str, namespaces: 
 def teardown_cluster(cluster: Any, plan: Any, name: str, store_namespace: str = 'istio-system',
                      store_name: Optional[str] = None, sample_apps: bool = True, everything: bool = False,
                      wait: bool = True, wait_timeout: int = 300, workers: int = 4,
+                     multinetwork: Optional[Dict[str, Any]] = None,
                      clock: Callable[[], float] = time.monotonic,
                      sleep: Callable[[float], None] = time.sleep) -> Dict[str, Any]:
     """The ``cluster_teardown`` module (module docstring)."""
@@ -204,8 +205,14 @@ def teardown_cluster(cluster: Any, plan: Any, name: str, store_namespace: str = 
     mesh = plan['mesh']
     check_mode = bool(getattr(cluster, 'dry_run', False))
     reader = ClusterReader(cluster)
-    services = {'%s.%s' % (s['name'], s['namespace']) for s in plan['services']}
     lines: List[str] = []
+    multinet_outcome = None
+    if is_multi_network(plan['topology']):
+        # The topology's own objects first (remote secrets, readers, gateways, stubs, rules,
+        # the network label where this mesh added it); the sample apps and namespaces below.
+        multinet_outcome, lines = _multinet_flow.teardown_multinet(cluster, plan, name, multinetwork=multinetwork,
+                                                                   everything=everything, workers=workers)
+    services = {'%s.%s' % (s['name'], s['namespace']) for s in plan['services']}
     kept: List[str] = []
     warnings: List[str] = []
 
@@ -223,7 +230,9 @@ def teardown_cluster(cluster: Any, plan: Any, name: str, store_namespace: str = 
     changes = [Change('delete', key, existing=obj) for key, obj in sorted(found.items())]
     networking_version = reader.networking_version_or_none() if cluster.served_versions(NETWORKING_GROUP) else None
     writer = Writer(cluster, mesh, networking_version, workers=workers)
-    outcome = writer.execute(changes)
+    outcome = multinet_outcome or Outcome()
+    done = {(o['kind'], o['namespace'], o['name']) for o in outcome.objects}
+    writer.execute([c for c in changes if c.key not in done], outcome)
 
     # VIPs of the hosts this cluster consumed (everything: the whole store).
     store = ConfigMapStore(cluster, store_namespace, store_name or store_name_for(mesh), mesh)

@@ -64,6 +64,21 @@ options:
     type: str
     choices: [fail, warn, never]
     default: fail
+  multinetwork:
+    description:
+      - Settings of the multi-network topologies (V(multi_primary), V(primary_remote)); ignored by
+        V(global_serviceentries). Keys C(eastwest) (C(namespace), C(selector), C(service),
+        C(gateway_name), C(expose_all), C(wait_timeout)), C(reader) (C(token_lifetime),
+        C(renew_before), C(rotate), C(secrets)), C(dns) (V(auto), V(stub_services), V(dns_proxy)),
+        C(allow_loopback_api_server), C(istio_namespace).
+      - 'Checks then are: C(api), C(networking_api), C(istio_namespace), C(istio_version),
+        C(istiod) (CLUSTER_ID equals the cluster name; a remote has no istiod and names its primary),
+        C(network) (the label agrees on the Istio namespace, the east-west gateway Service and istiod),
+        C(eastwest_gateway) (15443, and 15012/15017 on a primary with remotes, with an address),
+        C(exported_services), C(dns), C(peer_api_server) (loopback or unresolvable is refused),
+        C(remote_secrets) (no second secret for the same peer).'
+    type: dict
+    default: {}
 extends_documentation_fragment:
   - meshlink.multicluster.connection
   - meshlink.multicluster.attributes.read_only
@@ -148,11 +163,13 @@ def main() -> None:
         'sample_apps': {'type': 'dict'},
         'checks': {'type': 'list', 'elements': 'str', 'default': []},
         'fail_on': {'type': 'str', 'choices': ['fail', 'warn', 'never'], 'default': 'fail'},
+        'multinetwork': {'type': 'dict', 'default': {}},
     })
     params = module.params
     run_with_cluster(module, lambda cluster: inspect_cluster(
         cluster, params['plan'], params['cluster'], gateway=params['gateway'], vip=params['vip'],
-        sample_apps=params['sample_apps'], checks=params['checks'], fail_on=params['fail_on']))
+        sample_apps=params['sample_apps'], checks=params['checks'], fail_on=params['fail_on'],
+        multinetwork=params['multinetwork']))
 
 
 if __name__ == '__main__':

@@ -62,6 +62,22 @@ options:
     description: Writes of one kind sent at a time.
     type: int
     default: 4
+  multinetwork:
+    description: The multi-network settings, as for M(meshlink.multicluster.cluster_inspect).
+    type: dict
+    default: {}
+  peers:
+    description:
+      - Multi-network - reading host to C({remote_secret}), the state of its remote secret for this
+        cluster from its inspection; a token is minted for a reader whose secret is missing, stale or
+        inside its renewal window (then RV(peer_tokens) carries it; keep the result out of logs).
+      - When omitted, the action plugin takes them from the readers' registered C(meshlink_inspection).
+    type: dict
+  peer_services:
+    description:
+      - Multi-network - service key to the ports of the source Service (for the stub Services).
+        When omitted, taken from the sources' registered C(meshlink_inspection).
+    type: dict
 extends_documentation_fragment:
   - meshlink.multicluster.connection
   - meshlink.multicluster.force_conflicts
@@ -116,6 +132,10 @@ lines:
   returned: success
   type: list
   elements: str
+peer_tokens:
+  description: Multi-network - reading host to the token minted for its istiod (secret; the role keeps the task out of logs).
+  returned: success
+  type: dict
 '''
 
 from ansible_collections.meshlink.multicluster.plugins.module_utils._module import kube_module, run_with_cluster
@@ -133,6 +153,9 @@ def main() -> None:
         'sample_apps': {'type': 'dict'},
         'prune': {'type': 'bool', 'default': True},
         'workers': {'type': 'int', 'default': 4},
+        'multinetwork': {'type': 'dict', 'default': {}},
+        'peers': {'type': 'dict'},
+        'peer_services': {'type': 'dict'},
     }
     spec.update(force_conflicts_argument_spec())
     module = kube_module(spec)
@@ -140,7 +163,8 @@ def main() -> None:
     run_with_cluster(module, lambda cluster: reconcile_cluster(
         cluster, params['plan'], params['cluster'], params['inspection'], gateways=params['gateways'],
         vip=params['vip'], sample_apps=params['sample_apps'], prune=params['prune'],
-        force_conflicts=params['force_conflicts'], workers=params['workers']))
+        force_conflicts=params['force_conflicts'], workers=params['workers'], multinetwork=params['multinetwork'],
+        peers=params['peers'], peer_services=params['peer_services']))
 
 
 if __name__ == '__main__':

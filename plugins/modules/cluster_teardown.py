@@ -60,6 +60,10 @@ options:
     description: Deletes of one kind sent at a time.
     type: int
     default: 4
+  multinetwork:
+    description: The multi-network settings, as for M(meshlink.multicluster.cluster_inspect).
+    type: dict
+    default: {}
 extends_documentation_fragment:
   - meshlink.multicluster.connection
 attributes:
@@ -115,12 +119,14 @@ def main() -> None:
         'wait': {'type': 'bool', 'default': True},
         'wait_timeout': {'type': 'int', 'default': 300},
         'workers': {'type': 'int', 'default': 4},
+        'multinetwork': {'type': 'dict', 'default': {}},
     })
     params = module.params
     run_with_cluster(module, lambda cluster: teardown_cluster(
         cluster, params['plan'], params['cluster'], store_namespace=params['vip_store_namespace'],
         store_name=params['vip_store_name'], sample_apps=params['sample_apps'], everything=params['everything'],
-        wait=params['wait'], wait_timeout=params['wait_timeout'], workers=params['workers']))
+        wait=params['wait'], wait_timeout=params['wait_timeout'], workers=params['workers'],
+        multinetwork=params['multinetwork']))
 
 
 if __name__ == '__main__':

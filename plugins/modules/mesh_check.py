@@ -16,6 +16,9 @@ description:
   - Fails when two inventory hosts reach the same cluster (the same C(kube-system) namespace uid),
     naming both hosts - a copy-pasted context would otherwise make one cluster hold two hosts'
     objects.
+  - For the multi-network topologies also that every cluster shares one mesh ID (the mesh config's
+    C(defaultConfig.meshId)), one root of trust (the root certificate istiod publishes in
+    C(istio-ca-root-cert)), and Istio minor versions within one of each other.
 author:
   - Meshlink contributors (@meshlink)
 options:

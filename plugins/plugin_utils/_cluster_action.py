@@ -107,6 +107,66 @@ def source_gateways(plan: Mapping[str, Any], cluster: str, inspection_of: Callab
     return result
 
 
+def _get(mapping: Any, *path: str) -> Any:
+    for key in path:
+        if not isinstance(mapping, Mapping):
+            return None
+        mapping = mapping.get(key)
+    return mapping
+
+
+def reader_states(plan: Mapping[str, Any], cluster: str,
+                  inspection_of: Callable[[str], Optional[Mapping[str, Any]]]) -> Dict[str, Any]:
+    """Multi-network: for each primary that reads ``cluster``, the state of its remote secret for
+    ``cluster`` as that primary's inspection saw it (decides whether a token is minted)."""
+    part = _get(plan, 'clusters', cluster) or {}
+    return {reader: {'remote_secret': _get(inspection_of(reader), 'state', 'remote_secrets', cluster)}
+            for reader in part.get('read_by') or []}
+
+
+def source_ports(plan: Mapping[str, Any], cluster: str,
+                 inspection_of: Callable[[str], Optional[Mapping[str, Any]]]) -> Dict[str, Any]:
+    """Multi-network: the ports of each source Service ``cluster`` consumes (for stub Services)."""
+    part = _get(plan, 'clusters', cluster) or {}
+    ports: Dict[str, Any] = {}
+    for service in part.get('consumes') or []:
+        key = '%s.%s' % (service.get('name'), service.get('namespace'))
+        found = _get(inspection_of(service.get('cluster')), 'exported_ports', key)
+        if found:
+            ports[key] = found
+    return ports
+
+
+def minted_tokens(plan: Mapping[str, Any], cluster: str,
+                  reconcile_of: Callable[[str], Optional[Mapping[str, Any]]]) -> Dict[str, Any]:
+    """Multi-network: for each cluster the primary ``cluster`` reads, the token that cluster's
+    reconcile minted for it in this run (None: none was needed)."""
+    part = _get(plan, 'clusters', cluster) or {}
+    return {peer: {'token': _get(reconcile_of(peer), 'peer_tokens', cluster)} for peer in part.get('reads') or []}
+
+
+def cross_cluster_problems(inspections: Mapping[str, Mapping[str, Any]]) -> List[str]:
+    """Multi-network: what no cluster can judge alone - one mesh ID, one root of trust, Istio
+    minor versions within one of each other (on the clusters of this run)."""
+    from ansible_collections.meshlink.multicluster.plugins.module_utils._istio import parse_version  # noqa: E501 pylint: disable=import-outside-toplevel
+    problems = []
+    ids = {h: i.get('mesh_id') for h, i in inspections.items() if i.get('mesh_id')}
+    if len(set(ids.values())) > 1:
+        problems.append('the clusters do not share one mesh ID (%s): set values.global.meshID the same everywhere'
+                        % ', '.join('%s: %s' % kv for kv in sorted(ids.items())))
+    roots = {h: i.get('root_digest') for h, i in inspections.items() if i.get('root_digest')}
+    if len(set(roots.values())) > 1:
+        problems.append('the clusters do not share one root of trust (root certificate in istio-ca-root-cert: %s): '
+                        'plug the same root into every cluster\'s cacerts'
+                        % ', '.join('%s: %s' % kv for kv in sorted(roots.items())))
+    versions = {h: parse_version(i.get('istio_version')) for h, i in inspections.items() if i.get('istio_version')}
+    minors = {h: v[:2] for h, v in versions.items() if v}
+    if minors and max(m[1] for m in minors.values()) - min(m[1] for m in minors.values()) > 1:
+        problems.append('Istio minor versions differ by more than one (%s): upgrade one minor version at a time'
+                        % ', '.join('%s: %d.%d' % (h, m[0], m[1]) for h, m in sorted(minors.items())))
+    return problems
+
+
 def duplicate_identities(identities: Mapping[str, Optional[Mapping[str, Any]]]) -> List[str]:
     """Problems when two inventory hosts reach the same cluster (same kube-system namespace uid)."""
     seen: Dict[str, str] = {}
