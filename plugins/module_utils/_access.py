@@ -59,7 +59,6 @@ from ansible_collections.meshlink.multicluster.plugins.module_utils._ownership i
     ownership_labels,
 )
 from ansible_collections.meshlink.multicluster.plugins.module_utils._plan import checked_plan
-from ansible_collections.meshlink.multicluster.plugins.module_utils._teardown import remove_empty_namespaces
 from ansible_collections.meshlink.multicluster.plugins.module_utils._vip import store_name_for
 
 RBAC_GROUP = 'rbac.authorization.k8s.io'
@@ -296,6 +295,10 @@ def reconcile_access(cluster: Any, plan: Any, name: str, state: str = 'present',
                                   or 'nothing to do')]}
     if state == 'absent':
         namespaces = {k[2]: o for k, o in existing.items() if k[0] == 'Namespace' and is_access_object(o)}
+        # Imported here: _teardown imports _multinet_flow, which imports this module (a cycle at import time).
+        from ansible_collections.meshlink.multicluster.plugins.module_utils._teardown import (  # pylint: disable=import-outside-toplevel
+            remove_empty_namespaces,
+        )
         kept = remove_empty_namespaces(cluster, namespaces, mesh, name, outcome, Writer(cluster, mesh),
                                        keep_access=False)
         result['changed'] = outcome.changed
