@@ -433,7 +433,11 @@ def reconcile_multinet(cluster: Any, plan: Dict[str, Any], name: str, state: Dic
     if samples is not None:
         sleep_ns, export_ns, _skipped = _samples.sample_namespaces(part, samples)
         inject = sorted(set(sleep_ns) | set(export_ns))
-    namespace_desired, messages = _samples.namespace_objects(part['namespaces'], namespaces, mesh, inject)
+    # The services' own namespaces are needed in a consumer cluster only for stub Services.
+    needed = set(part['consumer_namespaces']) | {s['namespace'] for s in part['exports']}
+    if state.get('needs_stubs'):
+        needed |= {s['namespace'] for s in part['consumes']}
+    namespace_desired, messages = _samples.namespace_objects(sorted(needed), namespaces, mesh, inject)
     desired = namespace_desired + desired
     warnings.extend('%s: %s' % (name, m) for m in messages)
     if samples is not None:

@@ -20,7 +20,15 @@ from typing import Any, Dict, List, Optional, Sequence
 
 from ansible_collections.meshlink.multicluster.plugins.module_utils._check import PodExec, check_target, validate_targets
 from ansible_collections.meshlink.multicluster.plugins.module_utils._errors import InputError
-from ansible_collections.meshlink.multicluster.plugins.module_utils._plan import checked_plan
+from ansible_collections.meshlink.multicluster.plugins.module_utils._istiod_debug import (
+    IstiodDebug,
+    cluster_endpoints,
+    cluster_status,
+    connected_proxies,
+    network_gateways,
+    wait_for,
+)
+from ansible_collections.meshlink.multicluster.plugins.module_utils._plan import checked_plan, is_multi_network
 
 REQUEST_DEFAULTS = {'scheme': 'http', 'path': '/ip', 'urls': {}, 'expected_status': [200]}
 CLIENT_DEFAULTS = {'namespace': None, 'label_selector': 'app=sleep', 'container': 'sleep'}
@@ -58,9 +66,75 @@ def _line(cluster_name: str, namespace: str, target: Dict[str, Any], result: Dic
     return {'ok': False, 'text': text}
 
 
+def mesh_lines(cluster: Any, plan: Dict[str, Any], name: str, istio_namespace: str, timeout: float,
+               delay: float = 2, debug: Optional[Any] = None) -> List[Dict[str, Any]]:
+    """Multi-network, on a primary: what its istiod shows, read through the Kubernetes API as
+    ``istioctl`` reads it. Every cluster it reads is synced (``/debug/clusterz``, what
+    ``istioctl remote-clusters`` prints); for every cluster it serves (itself and its remotes)
+    and every service consumed there, a connected sidecar of the consumer namespace has the
+    service's endpoints behind the source network's east-west gateway (``/debug/edsz``,
+    gateways from ``/debug/networkz``), or the pods themselves on the same network."""
+    debug = debug or IstiodDebug(cluster, istio_namespace)
+    lines: List[Dict[str, Any]] = []
+    part = plan['clusters'][name]
+    peers = {plan['istio'][p]['cluster_name']: p for p in part['reads']}
+    state: Dict[str, Any] = {}
+
+    def synced() -> Optional[str]:
+        state['clusters'] = cluster_status(debug.get('/debug/clusterz'))
+        lagging = ['%s (%s)' % (cid, (state['clusters'].get(cid) or {}).get('status') or 'absent') for cid in peers
+                   if (state['clusters'].get(cid) or {}).get('status') != 'synced']
+        return ', '.join(lagging) or None
+    why = wait_for(synced, timeout, delay)
+    for cid, host in sorted(peers.items()):
+        entry = state['clusters'].get(cid) or {}
+        ok = entry.get('status') == 'synced'
+        lines.append({'ok': ok, 'text': '%s: istiod reads %s (%s): %s%s' % (
+            name, host, cid, entry.get('status') or 'absent', ' via %s' % entry['secret'] if entry.get('secret') else ''),
+            'kind': 'clusterz'})
+    if why:
+        lines.append({'ok': False, 'text': '%s: not synced within %ds: %s' % (name, timeout, why), 'kind': 'clusterz'})
+
+    served = [c for c, s in plan['istio'].items() if s['primary'] == name]
+    gateways = network_gateways(debug.get('/debug/networkz'))
+    for consumer in sorted(served):
+        network = plan['istio'][consumer]['network']
+        for service in plan['clusters'][consumer]['consumes']:
+            source_network = plan['istio'][service['cluster']]['network']
+            envoy_cluster = 'outbound|%s||%s' % (service['ports'][0]['number'], service['host'])
+            expected = gateways.get(source_network) or []
+            found: Dict[str, Any] = {}
+
+            def programmed() -> Optional[str]:
+                proxies = [p for p in connected_proxies(debug.get('/debug/syncz'))
+                           if p['cluster'] == plan['istio'][consumer]['cluster_name'] and p['type'] == 'sidecar'
+                           and p['proxy'].endswith('.%s' % service['consumer_namespace'])]
+                if not proxies:
+                    return 'no sidecar of %s/%s is connected to this istiod' % (consumer, service['consumer_namespace'])
+                found['proxy'] = sorted(p['proxy'] for p in proxies)[0]
+                found['endpoints'] = cluster_endpoints(debug.get('/debug/edsz?proxyID=%s' % found['proxy']),
+                                                       envoy_cluster)
+                if not found['endpoints']:
+                    return 'sidecar %s has no endpoint for %s' % (found['proxy'], envoy_cluster)
+                if source_network != network and not set(expected) & set(found['endpoints']):
+                    return 'sidecar %s reaches %s at %s, not through the east-west gateway of %s (%s)' % (
+                        found['proxy'], envoy_cluster, found['endpoints'], source_network, expected or 'none known')
+                return None
+            why = wait_for(programmed, timeout, delay)
+            where = ('the east-west gateway of %s %s' % (source_network, ', '.join('%s:%s' % e for e in expected))
+                     if source_network != network else 'the pods (same network)')
+            text = '%s: %s/%s → %s: %s' % (name, consumer, found.get('proxy', '?'), service['host'],
+                                           'endpoints %s, behind %s' % (', '.join('%s:%s' % e for e in
+                                                                                   found.get('endpoints') or []), where)
+                                           if why is None else 'FAILED (%s)' % why)
+            lines.append({'ok': why is None, 'text': text, 'kind': 'edsz'})
+    return lines
+
+
 def verify_cluster(cluster: Any, plan: Any, name: str, client: Optional[Dict[str, Any]] = None,
                    request: Optional[Dict[str, Any]] = None, retries: int = 30, delay: float = 2,
-                   timeout: float = 120, attempt_timeout: float = 10, fail: bool = True) -> Dict[str, Any]:
+                   timeout: float = 120, attempt_timeout: float = 10, fail: bool = True,
+                   istio_namespace: str = 'istio-system') -> Dict[str, Any]:
     """The ``cluster_verify`` module (module docstring)."""
     plan = checked_plan(plan, name)
     part = plan['clusters'][name]
@@ -75,6 +149,8 @@ def verify_cluster(cluster: Any, plan: Any, name: str, client: Optional[Dict[str
 
     lines: List[Dict[str, Any]] = []
     results: List[Dict[str, Any]] = []
+    if is_multi_network(plan['topology']) and plan['istio'][name]['role'] == 'primary':
+        lines.extend(mesh_lines(cluster, plan, name, istio_namespace, timeout, delay))
     for call in calls:
         runner = PodExec(cluster, call['namespace'], None, client_settings['label_selector'],
                          client_settings['container'])
@@ -87,6 +163,7 @@ def verify_cluster(cluster: Any, plan: Any, name: str, client: Optional[Dict[str
                            'pairs': len(lines), 'failed_pairs': sum(1 for line in lines if not line['ok'])}
     if not lines:
         out['lines'] = ['%s: consumes no service, nothing to verify' % name]
+    out['mesh_checks'] = [line for line in lines if line.get('kind')]
     if fail and out['failed_pairs']:
         out['failed'] = True
         out['msg'] = 'Connectivity failed for %d of %d pair(s): %s' % (

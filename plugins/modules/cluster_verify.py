@@ -15,6 +15,13 @@ description:
     consumer namespace through the Kubernetes exec API, with retries until a deadline, exactly as
     M(meshlink.multicluster.connectivity_check) does (no kubectl binary needed).
   - The URL is C(<scheme>://<host>:<first port><path>) unless C(request.urls) names the host.
+  - 'Multi-network topologies, on a primary: first what its istiod shows, read as C(istioctl) reads
+    it (port-forward to the istiod pod through the Kubernetes API, C(pods/portforward)) - every
+    cluster it reads is C(synced) (C(/debug/clusterz), what C(istioctl remote-clusters) prints),
+    and for every cluster it serves and every service consumed there, a connected sidecar of the
+    consumer namespace has the endpoints behind the source network''s east-west gateway
+    (C(/debug/edsz), gateways from C(/debug/networkz)). Then the requests, with the
+    C(.svc.cluster.local) names.'
   - Changes nothing, so it runs in check mode too.
 author:
   - Meshlink contributors (@meshlink)
@@ -56,6 +63,10 @@ options:
     description: Fail when a pair does not answer (after reporting every pair).
     type: bool
     default: true
+  istio_namespace:
+    description: Multi-network - the namespace of istiod, whose debug endpoints a primary's run reads.
+    type: str
+    default: istio-system
 extends_documentation_fragment:
   - meshlink.multicluster.connection
   - meshlink.multicluster.attributes.read_only
@@ -108,12 +119,13 @@ def main() -> None:
         'timeout': {'type': 'int', 'default': 120},
         'attempt_timeout': {'type': 'int', 'default': 10},
         'fail': {'type': 'bool', 'default': True},
+        'istio_namespace': {'type': 'str', 'default': 'istio-system'},
     })
     params = module.params
     run_with_cluster(module, lambda cluster: verify_cluster(
         cluster, params['plan'], params['cluster'], client=params['client'], request=params['request'],
         retries=params['retries'], delay=params['delay'], timeout=params['timeout'],
-        attempt_timeout=params['attempt_timeout'], fail=params['fail']))
+        attempt_timeout=params['attempt_timeout'], fail=params['fail'], istio_namespace=params['istio_namespace']))
 
 
 if __name__ == '__main__':
