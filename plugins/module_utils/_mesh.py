@@ -206,7 +206,11 @@ def _consumers(value: Any, path: str, source_cluster: Any, clusters: Optional[Se
     return consumers
 
 
-def _subsets(value: Any, path: str, endpoint_labels: Dict[str, str], errors: _Errors) -> List[Dict[str, Any]]:
+def _subsets(value: Any, path: str, endpoint_labels: Dict[str, str], errors: _Errors,
+             gateway_endpoints: bool = True) -> List[Dict[str, Any]]:
+    """Subsets. ``gateway_endpoints``: the ``.global`` topology, where a subset also selects the
+    labelled gateway endpoint of the ServiceEntry (``endpoint_labels``); the multi-network
+    topologies select pods only, and ``endpoint_labels`` are refused there."""
     if value is None:
         return []
     if not isinstance(value, list):
@@ -229,7 +233,12 @@ def _subsets(value: Any, path: str, endpoint_labels: Dict[str, str], errors: _Er
                        % (name, path, seen[name]))
         else:
             seen[name] = index
-        if item.get('endpoint_labels') is None:
+        if not gateway_endpoints:
+            if item.get('endpoint_labels') is not None:
+                errors.add(item_path + '.endpoint_labels', 'labels of a .global gateway endpoint: the multi-network '
+                           'topologies route subsets by pod_labels only - drop endpoint_labels')
+            subset_endpoint = {}
+        elif item.get('endpoint_labels') is None:
             errors.add(item_path + '.endpoint_labels', 'is required: the labels on the gateway endpoint this '
                        'subset selects (e.g. {version: v1})')
             subset_endpoint = {}
@@ -270,7 +279,7 @@ def _vip(value: Any, path: str, errors: _Errors) -> Optional[str]:
 
 
 def normalize_service(raw: Any, index: int, clusters: Optional[Sequence[str]], consumer_namespace: str,
-                      errors: _Errors) -> Optional[Dict[str, Any]]:
+                      errors: _Errors, gateway_endpoints: bool = True) -> Optional[Dict[str, Any]]:
     """Validate one service and return its normalised form (None when it is not a mapping)."""
     path = 'services[%d]' % index
     if not isinstance(raw, dict):
@@ -314,7 +323,7 @@ def normalize_service(raw: Any, index: int, clusters: Optional[Sequence[str]], c
         errors.add(path + '.mode', '%s is not a mode - use sidecar or egress_gateway' % show(mode))
 
     endpoint_labels = _labels(raw.get('endpoint_labels'), path + '.endpoint_labels', errors)
-    subsets = _subsets(raw.get('subsets'), path + '.subsets', endpoint_labels, errors)
+    subsets = _subsets(raw.get('subsets'), path + '.subsets', endpoint_labels, errors, gateway_endpoints)
     route_subset = raw.get('route_subset')
     if route_subset in ('', None):
         route_subset = None
@@ -347,7 +356,7 @@ def normalize_service(raw: Any, index: int, clusters: Optional[Sequence[str]], c
 
 
 def normalize_services(services: Any, clusters: Optional[Sequence[str]] = None,
-                       consumer_namespace: str = 'istio-system') -> List[Dict[str, Any]]:
+                       consumer_namespace: str = 'istio-system', gateway_endpoints: bool = True) -> List[Dict[str, Any]]:
     """Validate and normalise the services list; raise :class:`InputError` listing every problem.
 
     ``clusters`` is the list of known inventory hosts; None skips the known-cluster checks
@@ -378,7 +387,7 @@ def normalize_services(services: Any, clusters: Optional[Sequence[str]] = None,
     object_names: Dict[str, int] = {}
     vips: Dict[str, int] = {}
     for index, raw in enumerate(services):
-        service = normalize_service(raw, index, clusters, consumer_namespace, errors)
+        service = normalize_service(raw, index, clusters, consumer_namespace, errors, gateway_endpoints)
         if service is None:
             continue
         normalised.append(service)

@@ -234,7 +234,8 @@ def build_plan(services: Any, clusters: Any, mesh: Any = DEFAULT_MESH, topology:
     if topology not in TOPOLOGIES:
         errors.append('topology: %r is not one of %s' % (topology, ', '.join(TOPOLOGIES)))
     try:
-        normalised = normalize_services(services, clusters, consumer_namespace)
+        normalised = normalize_services(services, clusters, consumer_namespace,
+                                        gateway_endpoints=not is_multi_network(topology))
     except InputError as error:
         errors.extend(error.errors)
         normalised = []
