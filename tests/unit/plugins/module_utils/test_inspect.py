@@ -236,13 +236,14 @@ def test_bad_input_makes_no_call(case, options, field):
     assert cluster.calls == []
 
 
-def test_a_multi_network_plan_is_not_handled_yet():
+def test_a_multi_network_plan_refuses_seed_checks_before_any_call():
     cluster = istio_cluster('cluster1')
     current = build_plan([], HOSTS, topology='multi_primary',
                          cluster_settings={h: {'meshlink_network': 'n'} for h in HOSTS})
-    with pytest.raises(MeshlinkError) as caught:
-        inspect_cluster(cluster, current, 'cluster1')
-    assert 'multi_primary' in str(caught.value) and cluster.calls == []
+    with pytest.raises(InputError) as caught:
+        inspect_cluster(cluster, current, 'cluster1', checks=['global_dns'])
+    assert "checks: unknown check(s) global_dns" in str(caught.value) and 'eastwest_gateway' in str(caught.value)
+    assert cluster.calls == []
 
 
 def test_light():
