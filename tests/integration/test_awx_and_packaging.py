@@ -7,16 +7,18 @@ as vault-decrypted inventory variables, and everything the job prints kept as ev
 tests run the playbooks through ``ansible_runner.run`` the same way, with a ServiceAccount
 token of each lab cluster (never the lab's admin kubeconfig), and check what a user checks
 in AWX: the job status, the per-task events, the objects in the cluster, and that the token
-is in no artifact and no event.
+is in no artifact and no event. The tokens are the collection's own least-privilege
+ServiceAccount's (playbooks/access.yml, run once per session by conftest.grant), which is what
+docs/awx.md tells AWX users to put into their credentials: no cluster-admin binding.
 
 The packaging tests build the collection with ``ansible-galaxy collection build``, check the
 tarball's contents, install it into an empty collections path and run the playbooks by their
 FQCN, as a user of the released collection does.
 
-Every test uses its own service and namespaces (awx-*, pkg-*), so the seed suite's objects are
-not touched by name. (Teardown deletes every sample app labelled
-app.kubernetes.io/managed-by=meshlink in the clusters it runs on, see the report in
-docs/environments.md, so these tests do not run alongside another suite on the same lab.)
+Every test uses its own service and namespaces (awx-*, pkg-*, granted by the session's access
+run: conftest.SUITE_NAMESPACES), so the seed suite's objects are not touched by name. The
+namespaces stay after a teardown (the access playbook provisioned them, they hold its grants):
+what must be gone is what the runs made (conftest.MADE_BY_RUNS).
 """
 
 from __future__ import annotations
@@ -37,14 +39,12 @@ from typing import Any
 import pytest
 import yaml
 
-from conftest import BIN, MANAGED, REPO, Run, kapply, kget, kubectl, lab
+from conftest import BIN, KUBECTL, MADE_BY_RUNS, REPO, STORE, Run, kget
 
 ansible_runner = pytest.importorskip("ansible_runner")
 
 pytestmark = pytest.mark.usefixtures("mesh")
 
-SA_NAMESPACE = "meshlink-awx-test"
-SA_NAME = "meshlink-awx"
 PORTS = [{"name": "http1", "number": 8000, "protocol": "http"}]
 KINDS = ("serviceentries.networking.istio.io", "virtualservices.networking.istio.io",
          "destinationrules.networking.istio.io", "deployments", "services", "serviceaccounts",
@@ -53,37 +53,48 @@ KINDS = ("serviceentries.networking.istio.io", "virtualservices.networking.istio
 
 # ---------------------------------------------------------------- helpers
 
-def lab_clusters() -> dict[str, dict[str, str]]:
-    """context -> {server, ca} from the lab kubeconfig (what an admin copies into AWX)."""
-    kubeconfig = yaml.safe_load(Path(lab("kubeconfig").stdout.strip()).read_text(encoding="utf-8"))
-    clusters = {c["name"]: c["cluster"] for c in kubeconfig["clusters"]}
+@pytest.fixture(scope="module")
+def credentials(mesh, tmp_path_factory) -> dict[str, dict[str, str]]:
+    """context -> {server, ca (a file), ca_data, token} of the collection's own ServiceAccount
+    (meshlink-system/meshlink-default), read from the kubeconfigs the session's access run
+    wrote: what an administrator copies into AWX's credentials (docs/awx.md)."""
+    tmp = tmp_path_factory.mktemp("awx-credentials")
     out = {}
-    for ctx in kubeconfig["contexts"]:
-        cluster = clusters[ctx["context"]["cluster"]]
-        out[ctx["name"]] = {"server": cluster["server"], "ca": cluster["certificate-authority"]}
+    for ctx in ("cluster1", "cluster2"):
+        config = yaml.safe_load(Path(mesh.kubeconfigs[ctx]).read_text(encoding="utf-8"))
+        context = next(c for c in config["contexts"] if c["name"] == config["current-context"])["context"]
+        cluster = next(c for c in config["clusters"] if c["name"] == context["cluster"])["cluster"]
+        user = next(u for u in config["users"] if u["name"] == context["user"])["user"]
+        token = user["token"]
+        assert token.count(".") == 2, "the access playbook's kubeconfig holds no JWT"
+        claims = json.loads(base64.urlsafe_b64decode(token.split(".")[1] + "=" * (-len(token.split(".")[1]) % 4)))
+        assert claims["sub"] == "system:serviceaccount:meshlink-system:meshlink-default", claims["sub"]
+        ca = tmp / f"ca-{ctx}.crt"
+        ca.write_bytes(base64.b64decode(cluster["certificate-authority-data"]))
+        out[ctx] = {"server": cluster["server"], "ca": str(ca), "ca_data": cluster["certificate-authority-data"],
+                    "token": token}
     return out
 
 
 @pytest.fixture(scope="module")
-def tokens() -> dict[str, str]:
-    """A cluster-admin ServiceAccount token per cluster, as an admin makes one for AWX."""
-    made = {}
+def tokens(credentials) -> dict[str, str]:
+    """The ServiceAccount token per cluster (bounded lifetime, least privilege)."""
+    return {ctx: c["token"] for ctx, c in credentials.items()}
+
+
+def test_the_tokens_are_least_privilege(mesh, tokens):
+    """The tokens the AWX jobs use are not cluster-admin: the ServiceAccount may not read
+    Secrets, nor write outside the namespaces the access playbook granted."""
     for ctx in ("cluster1", "cluster2"):
-        kapply(ctx, {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": SA_NAMESPACE}})
-        kapply(ctx, {"apiVersion": "v1", "kind": "ServiceAccount",
-                     "metadata": {"name": SA_NAME, "namespace": SA_NAMESPACE}})
-        kapply(ctx, {"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRoleBinding",
-                     "metadata": {"name": f"{SA_NAME}-cluster-admin"},
-                     "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole",
-                                 "name": "cluster-admin"},
-                     "subjects": [{"kind": "ServiceAccount", "name": SA_NAME, "namespace": SA_NAMESPACE}]})
-        token = kubectl(ctx, "create", "token", SA_NAME, "-n", SA_NAMESPACE, "--duration", "2h").stdout.strip()
-        assert token.count(".") == 2, "kubectl create token did not print a JWT"
-        made[ctx] = token
-    yield made
-    for ctx in made:
-        kubectl(ctx, "delete", "clusterrolebinding", f"{SA_NAME}-cluster-admin", "--ignore-not-found", check=False)
-        kubectl(ctx, "delete", "namespace", SA_NAMESPACE, "--ignore-not-found", "--wait=false", check=False)
+        for verb, resource, namespace, allowed in (("list", "secrets", "kube-system", "no"),
+                                                   ("create", "configmaps", "default", "no"),
+                                                   ("create", "serviceentries.networking.istio.io", "awx-client",
+                                                    "yes")):
+            # the access playbook's kubeconfig alone: no admin client certificate beside the token
+            proc = subprocess.run([str(KUBECTL), "--kubeconfig", mesh.kubeconfigs[ctx], "auth", "can-i", verb,
+                                   resource, "-n", namespace], capture_output=True, text=True, check=False,
+                                  timeout=120)
+            assert proc.stdout.strip() == allowed, (ctx, verb, resource, namespace, proc.stdout, proc.stderr)
 
 
 class Job:
@@ -187,18 +198,19 @@ def write_inventory(tmp: Path, hosts: dict[str, dict], **all_vars: Any) -> Path:
 
 
 def ours_left(contexts: tuple[str, ...], service_label: str, namespaces: tuple[str, ...]) -> list[str]:
-    """Objects labelled as ours that belong to this test's service or namespaces."""
+    """Objects the runs made (not the access playbook's grants and namespaces) that belong to
+    this test's service or namespaces, and VIPs of its service in the default mesh's store."""
     left = []
     for ctx in contexts:
         for kind in KINDS:
-            for obj in kget(ctx, kind, "-A", "-l", MANAGED)["items"]:
+            for obj in kget(ctx, kind, "-A", "-l", MADE_BY_RUNS)["items"]:
                 meta = obj["metadata"]
                 mine = (meta.get("labels", {}).get("multicluster.meshlink.io/service") == service_label
                         or meta.get("namespace") in namespaces
                         or (kind == "namespaces" and meta["name"] in namespaces))
                 if mine:
                     left.append(f"{ctx}: {kind} {meta.get('namespace', '')}/{meta['name']}")
-        store = kget(ctx, "configmap", "meshlink-vips", "-n", "istio-system")
+        store = kget(ctx, "configmap", STORE, "-n", "istio-system")
         for host in (store or {}).get("data", {}) or {}:
             if host.startswith(service_label + "."):
                 left.append(f"{ctx}: VIP of {host} still allocated")
@@ -216,10 +228,22 @@ def gone(contexts: tuple[str, ...], service_label: str, namespaces: tuple[str, .
     return left
 
 
+INSPECT = "Inspect this cluster (read-only - checks, gateway, versions, existing objects)"
+RECONCILE = "Write what this cluster should hold (VIPs, objects, sample apps; prune what left the inventory)"
+VERIFY = "Request every service this cluster consumes, from its client pod"
+TEARDOWN = "Delete this mesh's objects (and its sample apps and namespaces once empty), release the VIPs"
+
+
 def status_codes(job: Job, host: str) -> dict[str, int]:
-    """remote host -> HTTP status of verify's connectivity_check calls (one per consumer namespace)."""
-    res = job.result("Request every consumed remote service from the client pod", host)
-    return {t["name"]: t["status_code"] for call in res["results"] for t in call["results"]}
+    """remote host -> HTTP status of verify's requests (one result per consumer namespace and host)."""
+    res = job.result(VERIFY, host)
+    return {t["name"]: t["status_code"] for t in res["results"]}
+
+
+def written(job: Job, host: str, kind: str) -> dict[str, str]:
+    """"namespace/name" -> action of the reconcile's objects of ``kind`` on ``host``."""
+    return {f"{o['namespace']}/{o['name']}": o["action"] for o in job.result(RECONCILE, host)["objects"]
+            if o["kind"] == kind}
 
 
 VAULT_PASSWORD = "meshlink-test-vault-password"
@@ -241,11 +265,11 @@ AWX2_SERVICE = {"name": "awx-httpbin", "namespace": "awx-src", "cluster": "clust
                 "consumers": [{"cluster": "cluster1", "namespace": "awx-client"}], "ports": PORTS}
 
 
-def test_two_cluster_job_with_per_host_host_token_ca_from_vault(tmp_path, tokens):
+def test_two_cluster_job_with_per_host_host_token_ca_from_vault(tmp_path, credentials, tokens):
     """Multi-cluster job template: one inventory host per cluster with meshlink_host,
     meshlink_ca_cert and a vault-encrypted meshlink_api_key; the Vault credential of the
     job template is the --vault-password-file here."""
-    clusters = lab_clusters()
+    clusters = credentials
     lines = ["all:", "  vars:", "    ansible_connection: local",
              f"    ansible_python_interpreter: {sys.executable}",
              "    meshlink_deploy_sample_apps: true",
@@ -262,17 +286,22 @@ def test_two_cluster_job_with_per_host_host_token_ca_from_vault(tmp_path, tokens
     try:
         job = run_job(tmp_path, "preflight", inventory, cmdline=vault)
         job.assert_successful()
-        assert job.ran("Run the preflight checks of this cluster") == {"cluster1": "ok", "cluster2": "ok"}
+        assert job.ran(INSPECT) == {"cluster1": "ok", "cluster2": "ok"}
+        assert RECONCILE not in job.stdout, "preflight must not write"
 
         job = run_job(tmp_path, "setup", inventory, cmdline=vault)
         job.assert_successful()
-        assert job.ran("Find the ingress gateway address of this source cluster")["cluster2"] == "ok"
-        assert job.ran("Allocate the VIPs of the remote hosts this cluster consumes")["cluster1"] == "changed"
-        assert job.ran("Apply the ServiceEntries (and VirtualServices, DestinationRules) of the remote services")[
-            "cluster1"] == "changed"
+        assert job.ran(INSPECT) == {"cluster1": "ok", "cluster2": "ok"}
+        gateway = job.result(INSPECT, "cluster2")["gateway"]
+        assert gateway and gateway["address"] and gateway["port"], gateway
+        assert job.result(INSPECT, "cluster1")["gateway"] is None, "cluster1 exports nothing"
+        assert job.ran(RECONCILE) == {"cluster1": "changed", "cluster2": "changed"}
+        reconciled = job.result(RECONCILE, "cluster1")
+        assert reconciled["allocated"] == ["awx-httpbin.awx-src.global"], reconciled
+        assert written(job, "cluster1", "ServiceEntry") == {"awx-client/awx-httpbin-awx-src": "created"}
         se = kget("cluster1", "serviceentries.networking.istio.io", "awx-httpbin-awx-src", "-n", "awx-client")
         assert se is not None and se["spec"]["hosts"] == ["awx-httpbin.awx-src.global"]
-        gateway = job.result("Find the ingress gateway address of this source cluster", "cluster2")
+        assert se["spec"]["addresses"] == [reconciled["vips"]["awx-httpbin.awx-src.global"]]
         assert se["spec"]["endpoints"][0]["address"] == gateway["address"]
         job.assert_secret_nowhere(tokens["cluster1"])
         job.assert_secret_nowhere(tokens["cluster2"])
@@ -285,24 +314,27 @@ def test_two_cluster_job_with_per_host_host_token_ca_from_vault(tmp_path, tokens
     finally:
         job = run_job(tmp_path, "teardown", inventory, cmdline=vault)
     job.assert_successful()
-    assert job.ran("Delete our ServiceEntries, VirtualServices and DestinationRules (consumer and source side)")
+    assert job.ran(TEARDOWN) == {"cluster1": "changed", "cluster2": "changed"}
+    assert job.result(TEARDOWN, "cluster1")["released"] == ["awx-httpbin.awx-src.global"]
+    assert {(o["kind"], o["namespace"], o["name"]) for o in job.result(TEARDOWN, "cluster1")["objects"]} >= {
+        ("ServiceEntry", "awx-client", "awx-httpbin-awx-src")}
     assert gone(("cluster1", "cluster2"), "awx-httpbin.awx-src", ("awx-src", "awx-client")) == []
     job.assert_secret_nowhere(tokens["cluster1"])
     job.assert_secret_nowhere(tokens["cluster2"])
 
 
-def test_multi_cluster_job_with_a_kubeconfig_credential(tmp_path, tokens):
+def test_multi_cluster_job_with_a_kubeconfig_credential(tmp_path, credentials, tokens):
     """The custom credential type of docs/awx.md: a kubeconfig (tokens and CA data inline)
-    written to a file, its path injected as K8S_AUTH_KUBECONFIG; each inventory host names its
-    context. The kubeconfig has no current-context, so a host that did not use its own
-    context would fail instead of silently reaching another cluster."""
-    clusters = lab_clusters()
+    written to a file, its path injected as K8S_AUTH_KUBECONFIG; each inventory host names
+    only its context (meshlink_context), which is looked up in that file. The kubeconfig has
+    no current-context, so a host that did not use its own context would fail instead of
+    silently reaching another cluster."""
+    clusters = credentials
     kubeconfig = {"apiVersion": "v1", "kind": "Config", "preferences": {},
                   "clusters": [], "users": [], "contexts": []}
     for ctx in ("cluster1", "cluster2"):
-        ca = base64.b64encode(Path(clusters[ctx]["ca"]).read_bytes()).decode()
         kubeconfig["clusters"].append({"name": ctx, "cluster": {"server": clusters[ctx]["server"],
-                                                                "certificate-authority-data": ca}})
+                                                                "certificate-authority-data": clusters[ctx]["ca_data"]}})
         kubeconfig["users"].append({"name": f"{ctx}-awx", "user": {"token": tokens[ctx]}})
         kubeconfig["contexts"].append({"name": ctx, "context": {"cluster": ctx, "user": f"{ctx}-awx"}})
     injected = tmp_path / "awx-credential-kubeconfig"   # AWX writes it under the job's env/ dir
@@ -311,10 +343,13 @@ def test_multi_cluster_job_with_a_kubeconfig_credential(tmp_path, tokens):
                                 meshlink_services=[AWX2_SERVICE])
     job = run_job(tmp_path, "preflight", inventory, envvars={"K8S_AUTH_KUBECONFIG": str(injected)})
     job.assert_successful()
-    assert job.ran("Run the preflight checks of this cluster") == {"cluster1": "ok", "cluster2": "ok"}
+    assert job.ran(INSPECT) == {"cluster1": "ok", "cluster2": "ok"}
     for ctx in ("cluster1", "cluster2"):
-        checks = job.result("Run the preflight checks of this cluster", ctx)["checks"]
-        assert {c["status"] for c in checks} <= {"pass", "warn"}, checks
+        result = job.result(INSPECT, ctx)
+        assert {c["status"] for c in result["checks"]} <= {"pass", "warn"}, result["checks"]
+        # each host reached its own cluster (the context's server), not the other one
+        assert result["cluster_identity"]["server"] == clusters[ctx]["server"], result["cluster_identity"]
+    assert job.result(INSPECT, "cluster2")["gateway"]["address"], "the source cluster's gateway was found"
     job.assert_secret_nowhere(tokens["cluster1"])
     job.assert_secret_nowhere(tokens["cluster2"])
 
@@ -325,16 +360,16 @@ AWX1_SERVICE = {"name": "awx1-httpbin", "namespace": "awx1-src", "cluster": "clu
                 "consumers": [{"cluster": "cluster1", "namespace": "awx1-client"}], "ports": PORTS}
 
 
-def k8s_credential_env(tmp: Path, ctx: str, token: str) -> dict[str, str]:
+def k8s_credential_env(tmp: Path, ctx: str, credential: dict[str, str]) -> dict[str, str]:
     """The environment AWX's "OpenShift or Kubernetes API Bearer Token" credential injects
     (Verify SSL on, CA data given: written to a file, its path in K8S_AUTH_SSL_CA_CERT)."""
     ca = tmp / f"ca-{ctx}.crt"
-    shutil.copy(lab_clusters()[ctx]["ca"], ca)
-    return {"K8S_AUTH_HOST": lab_clusters()[ctx]["server"], "K8S_AUTH_API_KEY": token,
+    shutil.copy(credential["ca"], ca)
+    return {"K8S_AUTH_HOST": credential["server"], "K8S_AUTH_API_KEY": credential["token"],
             "K8S_AUTH_VERIFY_SSL": "True", "K8S_AUTH_SSL_CA_CERT": str(ca)}
 
 
-def test_single_cluster_jobs_with_the_kubernetes_credential_environment(tmp_path, tokens):
+def test_single_cluster_jobs_with_the_kubernetes_credential_environment(tmp_path, credentials, tokens):
     """One job template per cluster: the mesh's inventory (hosts without connection
     variables), the template's Limit set to one cluster, and that cluster's Kubernetes
     credential (the K8S_AUTH_* environment). The source cluster's job finds its gateway; the
@@ -342,20 +377,21 @@ def test_single_cluster_jobs_with_the_kubernetes_credential_environment(tmp_path
     since the source cluster is not part of its run."""
     inventory = write_inventory(tmp_path, {"cluster1": {}, "cluster2": {}}, meshlink_deploy_sample_apps=True,
                                 meshlink_services=[AWX1_SERVICE])
-    env2 = k8s_credential_env(tmp_path, "cluster2", tokens["cluster2"])
-    env1 = k8s_credential_env(tmp_path, "cluster1", tokens["cluster1"])
+    env2 = k8s_credential_env(tmp_path, "cluster2", credentials["cluster2"])
+    env1 = k8s_credential_env(tmp_path, "cluster1", credentials["cluster1"])
     jobs = []
     try:
         job = run_job(tmp_path, "preflight", inventory, envvars=env2, limit="cluster2")
         job.assert_successful()
-        assert job.ran("Run the preflight checks of this cluster") == {"cluster2": "ok"}
+        assert job.ran(INSPECT) == {"cluster2": "ok"}
         jobs.append(job)
 
         job = run_job(tmp_path, "setup", inventory, envvars=env2, limit="cluster2")
         job.assert_successful()
         jobs.append(job)
-        gateway = job.result("Find the ingress gateway address of this source cluster", "cluster2")
+        gateway = job.result(INSPECT, "cluster2")["gateway"]
         assert gateway["address"] and gateway["port"], gateway
+        assert job.ran(RECONCILE) == {"cluster2": "changed"}
         deploy = kget("cluster2", "deployment", "awx1-httpbin", "-n", "awx1-src")
         assert deploy is not None and deploy["status"].get("readyReplicas") == 1
 
@@ -364,8 +400,8 @@ def test_single_cluster_jobs_with_the_kubernetes_credential_environment(tmp_path
         job = run_job(tmp_path, "setup", inventory, envvars=env1, extravars=overrides, limit="cluster1")
         job.assert_successful()
         jobs.append(job)
-        assert job.ran("Apply the ServiceEntries (and VirtualServices, DestinationRules) of the remote services") == {
-            "cluster1": "changed"}
+        assert job.ran(RECONCILE) == {"cluster1": "changed"}
+        assert written(job, "cluster1", "ServiceEntry") == {"awx1-client/awx1-httpbin-awx1-src": "created"}
         se = kget("cluster1", "serviceentries.networking.istio.io", "awx1-httpbin-awx1-src", "-n", "awx1-client")
         assert se["spec"]["endpoints"] == [{"address": gateway["address"], "ports": {"http1": gateway["port"]}}]
 
@@ -379,7 +415,10 @@ def test_single_cluster_jobs_with_the_kubernetes_credential_environment(tmp_path
     for job in (teardown1, teardown2):
         job.assert_successful()
         jobs.append(job)
-    assert teardown1.ran("Release the VIPs of the remote hosts this cluster consumed") == {"cluster1": "changed"}
+    assert teardown1.ran(TEARDOWN) == {"cluster1": "changed"}
+    assert teardown1.result(TEARDOWN, "cluster1")["released"] == ["awx1-httpbin.awx1-src.global"]
+    assert teardown2.ran(TEARDOWN) == {"cluster2": "changed"}
+    assert teardown2.result(TEARDOWN, "cluster2")["released"] == [], "cluster2 consumed nothing"
     assert gone(("cluster1", "cluster2"), "awx1-httpbin.awx1-src", ("awx1-src", "awx1-client")) == []
     for job in jobs:
         job.assert_secret_nowhere(tokens["cluster1"])
@@ -414,7 +453,14 @@ def test_tarball_of_this_checkout_has_no_lab_outputs_venvs_or_caches(tmp_path):
     assert tarball.stat().st_size < 5 * 1024 * 1024, f"{tarball.stat().st_size} bytes: something big got in"
     with tarfile.open(tarball) as tar:
         names = set(tar.getnames())
-    assert {"playbooks/setup.yml", "meta/runtime.yml", "roles/remote_service/tasks/consumer.yml", "LICENSE"} <= names
+    assert {"playbooks/setup.yml", "playbooks/access.yml", "meta/runtime.yml", "roles/mesh/tasks/setup.yml",
+            "roles/mesh/meta/argument_specs.yml", "LICENSE", "requirements.txt",
+            "meta/execution-environment.yml"} <= names, sorted(names)
+    # what the execution environment definition points ansible-builder at ships with it
+    ee = yaml.safe_load((REPO / "meta" / "execution-environment.yml").read_text(encoding="utf-8"))
+    assert set(ee["dependencies"].values()) <= names, (ee["dependencies"], sorted(names))
+    assert not any(n.startswith("roles/") and n.split("/")[1] != "mesh" for n in names if n.count("/") > 1), \
+        "a role other than roles/mesh ships (the five old roles were replaced by it)"
 
 
 def test_build_ignore_covers_what_the_tools_leave_in_a_checkout(tmp_path):
@@ -483,11 +529,11 @@ def play_installed(installed: Path, tmp: Path, playbook: str, inventory: Path) -
     return Run(proc)
 
 
-def test_installed_tarball_runs_setup_and_teardown_by_fqcn(installed, tmp_path):
-    kubeconfig = lab("kubeconfig").stdout.strip()
-    inventory = write_inventory(tmp_path, {c: {"meshlink_context": c} for c in ("cluster1", "cluster2")},
-                                meshlink_kubeconfig=kubeconfig, meshlink_deploy_sample_apps=True,
-                                meshlink_services=[PKG_SERVICE])
+def test_installed_tarball_runs_setup_and_teardown_by_fqcn(installed, mesh, tmp_path):
+    # the collection's ServiceAccount (least privilege), as a user of the released collection runs it
+    inventory = write_inventory(tmp_path, {c: {"meshlink_kubeconfig": mesh.kubeconfigs[c], "meshlink_context": c}
+                                           for c in ("cluster1", "cluster2")},
+                                meshlink_deploy_sample_apps=True, meshlink_services=[PKG_SERVICE])
     try:
         run = play_installed(installed, tmp_path, "setup", inventory)
         assert run.rc == 0, run
@@ -498,6 +544,7 @@ def test_installed_tarball_runs_setup_and_teardown_by_fqcn(installed, tmp_path):
         assert se is not None, run
         assert se["spec"]["hosts"] == ["pkg-httpbin.pkg-src.global"]
         assert se["metadata"]["labels"]["app.kubernetes.io/managed-by"] == "meshlink"
+        assert se["metadata"]["labels"]["meshlink.io/mesh"] == "default"
     finally:
         run = play_installed(installed, tmp_path, "teardown", inventory)
     assert run.rc == 0, run
