@@ -11,7 +11,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # tests/lab: the `
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # the shared objects in test_dataplane
 
 from meshlab.dataplane import gates  # noqa: E402
-from meshlab.dataplane.view import RouteError  # noqa: E402
+from meshlab.dataplane.view import ClusterView, RouteError  # noqa: E402
 from test_dataplane import COREFILE, consumer_objects, seed_se, source_objects, view  # noqa: E402
 
 
@@ -122,3 +122,36 @@ def test_other_names():
         == "127.100.1.1"
     with pytest.raises(RouteError):
         gates.resolve_name(v, "example.com", {})
+
+
+# ---------------------------------------------------------------- whose istiod serves the sidecars
+
+def _current(i: int, role: str = "primary", plane: str | None = None) -> dict:
+    return {"name": f"cluster{i}", "index": i, "flavour": "current", "istio_version": "1.26.0",
+            "istio_role": role, "control_plane": plane if plane is not None else f"cluster{i}"}
+
+
+def test_seed_sidecar_needs_the_clusters_own_istiod_deployment():
+    assert gates.sidecar_control_plane(view(1, consumer_objects())) == (
+        "cluster1", "istiod Deployment istio-system/istiod")
+    objs = consumer_objects()
+    objs["deployments"] = [d for d in objs["deployments"] if d["metadata"]["name"] != "istiod"]
+    plane, why = gates.sidecar_control_plane(view(1, objs))
+    assert plane is None and why == "no istiod Deployment in istio-system of cluster1: no sidecar, no mesh DNS"
+
+
+def test_current_sidecar_is_decided_by_the_control_plane_not_a_deployment():
+    no_istiod = {"pods": [], "deployments": []}
+    assert gates.sidecar_control_plane(ClusterView(_current(1), no_istiod))[0] == "cluster1"
+    plane, why = gates.sidecar_control_plane(ClusterView(_current(2, "remote", "cluster1"), no_istiod))
+    assert plane == "cluster1" and "remote" in why
+    plane, why = gates.sidecar_control_plane(ClusterView(_current(2, "remote", ""), no_istiod))
+    assert plane is None and "names no control plane" in why
+    # an old clusters.json without control_plane: a primary is its own
+    legacy = {k: v for k, v in _current(3).items() if k != "control_plane"}
+    assert gates.sidecar_control_plane(ClusterView(legacy, no_istiod))[0] == "cluster3"
+
+
+def test_istio_version_of_a_remote_is_the_declared_one():
+    assert gates.istio_version(ClusterView(_current(2, "remote", "cluster1"), {})) == (1, 26, 0)
+    assert gates.istio_version(ClusterView({"name": "cluster2", "istio_version": "1.7.8"}, {})) is None  # seed

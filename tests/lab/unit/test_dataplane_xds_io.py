@@ -101,6 +101,12 @@ class FakeDataPlane:
         return {"name": cluster, "flavour": "current"}
 
 
+def current_cfg(i: int) -> dict:
+    """A current primary's entry of clusters.json."""
+    return {**cluster_cfg(i), "istio_version": "1.26.0", "flavour": "current", "istio_role": "primary",
+            "control_plane": f"cluster{i}"}
+
+
 def _mesh_config(capture: bool) -> dict:
     meta = '    ISTIO_META_DNS_CAPTURE: "true"\n' if capture else ""
     return {"istio-system/istio": {"data": {"mesh": "defaultConfig:\n  proxyMetadata:\n" + (meta or "    {}\n")}}}
@@ -110,7 +116,7 @@ def consumer_view(capture: bool = False, stub: bool = True) -> ClusterView:
     objs = {"pods": [pod("foo", "sleep-1", SLEEP_IP, {"app": "sleep"}, image="curlimages/curl")],
             "services": [service("bar", "httpbin", [{"name": "http", "port": 8000, "targetPort": 80}], f"198.19.{C}.20")]
             if stub else [], "configmaps": _mesh_config(capture)}
-    return ClusterView(cluster_cfg(C), objs)
+    return ClusterView(current_cfg(C), objs)
 
 
 def source_view() -> ClusterView:
@@ -121,7 +127,7 @@ def source_view() -> ClusterView:
             "services": [service("bar", "httpbin", [{"name": "http", "port": 8000, "targetPort": HTTPBIN_PORT}],
                                  f"198.19.{S}.20")],
             "endpointslices": [eslice("bar", "httpbin", [("http", HTTPBIN_PORT)], [(HTTPBIN_IP, "httpbin-v2")])]}
-    return ClusterView(cluster_cfg(S), objs)
+    return ClusterView(current_cfg(S), objs)
 
 
 @pytest.fixture(scope="module")
@@ -222,3 +228,17 @@ def test_plain_text_to_the_gateway_is_a_failed_handshake(views):
     curl(f"http://127.18.{S}.10:15443/ip", f"127.18.{S}.10:15443")  # plain text to a TLS port
     last = [json.loads(x) for x in Path(views.state_dir, "hops.jsonl").read_text().splitlines()][-1]
     assert last["hop"] == "eastwest-gateway" and "TLS handshake failed" in last["error"]
+
+
+def test_a_remote_without_an_istiod_deployment_has_sidecars(views):
+    """A remote's pods are its primary's proxies: decided by control_plane, not by an istiod
+    Deployment (the consumer view has none); a remote naming no control plane has no sidecar."""
+    remote = {**current_cfg(C), "istio_role": "remote", "control_plane": f"cluster{S}"}
+    objs = {"pods": consumer_view().pods, "services": consumer_view().services, "configmaps": _mesh_config(False)}
+    views.views[f"cluster{C}"] = ClusterView(remote, objs)
+    rc, h, body = curl(f"http://{HOST}:8000/headers", POD_PROXY, "-H", "x-request-id: xds-io-remote-1")
+    assert rc == 0 and h[":status"] == "200", body
+    views.views[f"cluster{C}"] = ClusterView({**remote, "control_plane": ""}, objs)
+    rc, _, err = curl(f"http://{HOST}:8000/headers", POD_PROXY, "-H", "x-request-id: xds-io-remote-2")
+    assert rc == 52, err
+    assert "names no control plane" in hops.path(views.state_dir, "xds-io-remote-2")[0]["error"]

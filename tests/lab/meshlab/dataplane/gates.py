@@ -1,6 +1,8 @@
 """The gates of an Istio version and of a cluster's DNS: pure functions over a `ClusterView`.
 
-Which Istio version a cluster runs (istiod's image tag) and what that version allows
+Whose istiod serves the cluster's sidecars (seed: its own istiod Deployment; current: the
+`control_plane` of clusters.json, so a remote's pods are its primary's proxies), which Istio
+version a cluster runs (istiod's image tag) and what that version allows
 (`.global` AUTO_PASSTHROUGH, loopback VIPs); which names a pod of the cluster can resolve
 (CoreDNS `global:53` stub domain, the sidecar's DNS capture, kube-dns Service names).
 A name that does not resolve raises `RouteError(kind="dns", status=None)`.
@@ -48,10 +50,36 @@ def istiod(view: ClusterView) -> Obj | None:
     return view.deployment(ISTIO_NAMESPACE, "istiod") or view.deployment(ISTIO_NAMESPACE, "istio-pilot")
 
 
+def sidecar_control_plane(view: ClusterView) -> tuple[str | None, str]:
+    """(the cluster whose istiod serves the sidecars of this cluster's pods, how that was decided);
+    (None, why) when its pods have no sidecar.
+
+    Seed-era clusters: their own istiod Deployment (`istio-system/istiod` or `istio-pilot`); none
+    means no sidecar and no mesh DNS. Current clusters: `control_plane` of clusters.json, itself
+    for a primary, its primary for a remote, which rightly has no istiod Deployment (the remote
+    profile installs none): that cluster's real istiod serves its pods by xDS."""
+    c = view.cluster
+    if c.get("flavour") == "current":
+        plane = c.get("control_plane") or (view.name if c.get("istio_role", "primary") == "primary" else "")
+        if not plane:
+            return None, f"{view.name} is a remote that names no control plane (clusters.json): no sidecar"
+        if plane == view.name:
+            return plane, f"the istiod of {plane}"
+        return plane, f"the istiod of its primary {plane} ({view.name} is a remote)"
+    dep = istiod(view)
+    if dep is None:
+        return None, f"no istiod Deployment in {ISTIO_NAMESPACE} of {view.name}: no sidecar, no mesh DNS"
+    return view.name, f"istiod Deployment {key(dep)}"
+
+
 def istio_version(view: ClusterView) -> tuple[int, int, int] | None:
-    """The Istio version a cluster runs: the image tag of istiod's container."""
+    """The Istio version a cluster runs: the image tag of istiod's container; for a current
+    cluster without one (a remote: its primary's istiod serves it), the version clusters.json
+    declares for it."""
     dep = istiod(view)
     if not dep:
+        if view.cluster.get("flavour") == "current":
+            return parse_version(view.cluster.get("istio_version"))
         return None
     containers = spec(spec(dep).get("template") or {}).get("containers") or []
     ordered = sorted(containers, key=lambda c: c.get("name") not in ("discovery", "pilot"))

@@ -102,8 +102,9 @@ class ClusterClient:
             self._istio_checked = time.monotonic()
         return self._istio_version
 
-    def fetch(self) -> dict[str, Any]:
-        """Every object the data plane routes by, as plain dicts."""
+    def fetch(self, namespaces: bool = False) -> dict[str, Any]:
+        """Every object the data plane routes by, as plain dicts (`namespaces`: the Namespaces
+        too, which the emulated sidecar injector of current clusters reads)."""
         objects: dict[str, Any] = {
             "pods": self.items("/api/v1/pods"),
             "services": self.items("/api/v1/services"),
@@ -114,6 +115,8 @@ class ClusterClient:
                 "istio-system/istio": self.get("/api/v1/namespaces/istio-system/configmaps/istio"),
             },
         }
+        if namespaces:
+            objects["namespaces"] = self.items("/api/v1/namespaces")
         version = self.istio_version()
         objects["istio_api_version"] = version
         for plural in ISTIO_KINDS:
@@ -127,3 +130,13 @@ class ClusterClient:
         if status != 200:
             msg = (obj or {}).get("message") if isinstance(obj, dict) else ""
             raise ApiError(f"PATCH {path}: HTTP {status} {msg}", status)
+
+    def patch_pod_labels(self, namespace: str, name: str, labels: dict[str, str], field_manager: str) -> dict:
+        """Add `labels` to a pod (JSON merge patch); the patched pod."""
+        path = f"/api/v1/namespaces/{namespace}/pods/{name}?fieldManager={field_manager}"
+        status, obj = self.request("PATCH", path, body={"metadata": {"labels": labels}},
+                                   content_type="application/merge-patch+json")
+        if status != 200:
+            msg = (obj or {}).get("message") if isinstance(obj, dict) else ""
+            raise ApiError(f"PATCH {path}: HTTP {status} {msg}", status)
+        return obj or {}

@@ -2,8 +2,9 @@
 
     python -m meshlab.dataplane --state-dir STATE
 
-One thread per cluster polls its API server (every POLL_SECONDS) into a `ClusterView` and
-keeps LoadBalancer statuses; the main thread reconciles listeners and workloads from the
+One thread per cluster polls its API server (every POLL_SECONDS) into a `ClusterView`, keeps
+LoadBalancer statuses and, in current-Istio clusters, adds the labels sidecar injection would
+(`injector`); the main thread reconciles listeners and workloads from the
 views, writes STATE/dataplane.ready after the first reconcile of every cluster, and stops
 everything on SIGTERM/SIGINT. A cluster whose API server is down keeps its last view (like
 Envoy keeps its last config) and is retried.
@@ -21,7 +22,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from . import hops, kube, lbcontroller, net, xds
+from . import gates, hops, injector, kube, lbcontroller, net, xds
 from .view import ClusterView, httpbin_workloads, key, meta
 from .xdsclients import XdsClients, read_istiod
 from .servers import Handlers, Listener
@@ -77,6 +78,7 @@ class DataPlane:
         self.changed = threading.Event()
         self.lock = threading.Lock()
         self._status_written = ""
+        self._inject_errors: dict[tuple[str, str, str], str] = {}
 
     def view(self, cluster: str) -> ClusterView | None:
         return self.views.get(cluster)
@@ -95,7 +97,10 @@ class DataPlane:
             h = self.health[name]
             h["attempts"] += 1
             try:
-                view = ClusterView(c, client.fetch())
+                objects = client.fetch(namespaces=c.get("flavour") == "current")
+                if c.get("flavour") == "current":
+                    self._inject(client, c, objects)
+                view = ClusterView(c, objects)
                 self._sync_load_balancers(client, c, view)
                 self.views[name] = view
                 if not h["ok"]:
@@ -113,6 +118,27 @@ class DataPlane:
                 client.reset()
             self.changed.set()
             self.stopping.wait(max(0.1, POLL_SECONDS - (time.monotonic() - t0)))
+
+    def _inject(self, client: kube.ClusterClient, c: dict, objects: dict[str, Any]) -> None:
+        """The emulated sidecar injector (current clusters): the labels injection adds, patched onto
+        Running pods of injection-enabled namespaces that lack them; the view gets the patched pods."""
+        patches = injector.label_patches(objects.get("namespaces") or [], objects.get("pods") or [])
+        if not patches:
+            return
+        by_key = {key(p): i for i, p in enumerate(objects["pods"])}
+        for ns, name, labels in patches:
+            try:
+                pod = client.patch_pod_labels(ns, name, labels, injector.FIELD_MANAGER)
+            except kube.ApiError as exc:  # e.g. the pod is gone: the next poll decides again
+                if self._inject_errors.get((c["name"], ns, name)) != str(exc):
+                    self._inject_errors[(c["name"], ns, name)] = str(exc)
+                    log.warning("%s: injector: cannot label pod %s/%s: %s", c["name"], ns, name, exc)
+                continue
+            self._inject_errors.pop((c["name"], ns, name), None)
+            log.info("%s: injector: labelled pod %s/%s %s", c["name"], ns, name,
+                     ",".join(f"{k}={v}" for k, v in sorted(labels.items())))
+            if pod.get("metadata") and f"{ns}/{name}" in by_key:
+                objects["pods"][by_key[f"{ns}/{name}"]] = pod
 
     def _sync_load_balancers(self, client: kube.ClusterClient, c: dict, view: ClusterView) -> None:
         """The lab's MetalLB: stable addresses per LoadBalancer Service, written to its status."""
@@ -136,13 +162,15 @@ class DataPlane:
     # ------------------------------------------------------------ reconcile
 
     def _xds_proxies(self) -> list[xds.ProxySpec]:
-        """The proxies of current clusters, each to the istiod of its cluster's control plane."""
+        """The proxies of current clusters, each to the istiod of its cluster's control plane
+        (a remote's: its primary's)."""
         out: list[xds.ProxySpec] = []
         for c in self.clusters:
             view = self.views.get(c["name"])
             if c.get("flavour") != "current" or view is None:
                 continue
-            istiod = read_istiod(self.state, c.get("control_plane") or c["name"])
+            plane, _ = gates.sidecar_control_plane(view)
+            istiod = read_istiod(self.state, plane) if plane else None
             out += xds.desired_proxies(c, view.pods, istiod)
         return out
 

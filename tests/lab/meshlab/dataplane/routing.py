@@ -17,7 +17,7 @@ import re
 from dataclasses import dataclass, field
 
 from .gates import (global_host, istio_version, istiod, kube_service_name,
-                    legacy_passthrough_allowed, loopback_vip_allowed, resolve_name)
+                    legacy_passthrough_allowed, loopback_vip_allowed, resolve_name, sidecar_control_plane)
 from .net import is_external_lab_address, parse_ip
 from .view import (CLUSTER_DOMAIN, EGRESS_APP, ISTIO_NAMESPACE, ClusterView, Obj, RouteError,
                    Target, deployment_env, endpoint_targets, key, labels_match, meta, pick_order,
@@ -293,9 +293,9 @@ def plan_sidecar(view: ClusterView, host: str, port: int, request: Obj, request_
     """Where the sidecar of `view`'s cluster sends an HTTP request for `host:port`."""
     detail: list[str] = []
     version = istio_version(view)
-    if not istiod(view):
-        raise RouteError(f"no istiod Deployment in {ISTIO_NAMESPACE} of {view.name}: no sidecar, "
-                         "no mesh DNS", "dns", None)
+    served_by, why = sidecar_control_plane(view)
+    if served_by is None:
+        raise RouteError(why, "dns", None)
     ip, how = resolve_name(view, host, lab_hosts)
     detail.append(f"dns {host} -> {ip} ({how})")
 

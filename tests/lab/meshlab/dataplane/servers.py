@@ -308,6 +308,9 @@ class Handlers:
             if view is None:
                 raise RouteError(f"{cluster} has not been read from its API server yet", "no-view", None)
             if self.dp.cluster_config(cluster).get("flavour") == "current":
+                served_by, why = gates.sidecar_control_plane(view)
+                if served_by is None:
+                    raise RouteError(why, "dns", None)
                 plan = self._plan_xds_sidecar(view, caller, host, port, request, rid)
                 hop["xds"] = plan.xds
             else:
