@@ -322,6 +322,8 @@ def current_istio(c: dict[str, Any], remotes: list[str] | tuple = ()) -> list[di
                 {"name": "http-monitoring", "port": 15014, "protocol": "TCP", "targetPort": 15014},
             ]},
         })
+    else:
+        objs.append(remote_istiod_service())
     objs.append({"apiVersion": "v1", "kind": "ConfigMap", "metadata": _meta("istio", "istio-system"),
                  "data": {"mesh": mesh_config(mesh_id, "dns" not in without), "meshNetworks": "networks: {}\n"}})
     objs.append({"apiVersion": "v1", "kind": "ConfigMap", "metadata": _meta("coredns", "kube-system"),
@@ -356,6 +358,21 @@ def current_istio(c: dict[str, Any], remotes: list[str] | tuple = ()) -> list[di
                                 {"ISTIO_META_REQUESTED_NETWORK_VIEW": gw_network, "ISTIO_META_ROUTER_MODE": "sni-dnat"},
                                 selector=selector))
     return objs
+
+
+def remote_istiod_service() -> dict:
+    """The remote profile's Service `istiod` (chart istio-discovery, remote-istiod-service.yaml):
+    no selector, 15012 and 443 -> 15017, how the remote's proxies and webhooks reach the primary.
+    The chart's EndpointSlice beside it holds `global.remotePilotAddress`, the primary's east-west
+    gateway address; in the lab that is a loopback load balancer address (127.100.N.K), which the
+    API server refuses in an EndpointSlice or Endpoints ("may not be in the loopback range"), so
+    the lab's Service has no endpoints (its proxies reach the primary's istiod on loopback)."""
+    return {
+        "apiVersion": "v1", "kind": "Service",
+        "metadata": _meta("istiod", "istio-system", {"istio.io/rev": "default", "app.kubernetes.io/name": "istiod"}),
+        "spec": {"ports": [{"name": "tcp-istiod", "port": 15012, "protocol": "TCP"},
+                           {"name": "tcp-webhook", "port": 443, "protocol": "TCP", "targetPort": 15017}]},
+    }
 
 
 # ---------------------------------------------------------------- the real istiod's hooks

@@ -180,7 +180,15 @@ def test_remote_and_external_primary():
     remote = manifests.current_istio(_cluster(name="cluster2", istio_role="remote", control_plane="cluster1"))
     ns = _get(remote, "Namespace", "istio-system")
     assert ns["metadata"]["annotations"] == {manifests.CONTROL_PLANE_ANNOTATION: "cluster1"}
-    assert _get(remote, "Deployment", "istiod") is None and _get(remote, "Service", "istiod") is None
+    assert _get(remote, "Deployment", "istiod") is None
+    # the remote profile's selectorless istiod Service (its endpoints would be loopback: refused)
+    svc = _get(remote, "Service", "istiod")
+    assert "selector" not in svc["spec"] and "type" not in svc["spec"]
+    assert {(p["name"], p["port"], p.get("targetPort", p["port"])) for p in svc["spec"]["ports"]} == {
+        ("tcp-istiod", 15012, 15012), ("tcp-webhook", 443, 15017)}
+    assert svc["metadata"]["labels"] == {**manifests.LAB_LABEL, "istio.io/rev": "default",
+                                         "app.kubernetes.io/name": "istiod"}
+    assert not [o for o in remote if o["kind"] in ("Endpoints", "EndpointSlice")]
     assert _get(remote, "Service", "istio-eastwestgateway") is not None
     primary = manifests.current_istio(_cluster(), remotes=["cluster2"])
     assert _env(_get(primary, "Deployment", "istiod"))["EXTERNAL_ISTIOD"] == "true"
