@@ -2,7 +2,11 @@
 
 Its own state directory and address index base (LAB_INDEX_BASE=60), so it runs beside the
 suite's lab: cluster1 a current primary, cluster2 a remote of cluster1 on another network,
-cluster3 seed-era (Istio 1.7.8, validated by the lab's validator istiod). Torn down at the end.
+cluster3 seed-era (Istio 1.7.8, validated by the lab's validator istiod). Besides the lab's
+objects and istiods: the emulated sidecar injector (labels on the pods of injection-enabled
+namespaces, in the primary and in its remote) and a request from the remote's client pod to a
+service of the primary's network through the primary's east-west gateway, on the path istiod
+programmed for the remote's proxy. Torn down at the end.
 """
 
 from __future__ import annotations
@@ -25,6 +29,7 @@ REPO = Path(__file__).resolve().parents[2]
 LAB = REPO / "tests" / "lab" / "lab"
 sys.path.insert(0, str(REPO / "tests" / "lab"))
 from meshlab import istiod, versions  # noqa: E402
+from meshlab.dataplane import hops  # noqa: E402
 
 INDEX_BASE = 60
 SETTINGS = {"LAB_CLUSTERS": "3", "LAB_INDEX_BASE": str(INDEX_BASE), "LAB_ISTIO_VERSION": "1.26.0,cluster3=1.7.8",
@@ -227,8 +232,9 @@ def test_grpc_through_port_forward(lab: Lab):
     assert b"grpc-status: 12" in out.stdout  # UNIMPLEMENTED: a gRPC server that has no health service
 
 
-def test_networkz_and_remote_cluster_after_setup_like_labels(lab: Lab):
-    """What the collection's setup does (network labels, a remote secret) shows in istiod's debug."""
+def setup_like(lab: Lab) -> None:
+    """What the collection's setup writes for cluster1 and its remote cluster2 (idempotent): the
+    network labels, the remote secret, the cross-network Gateway on the primary."""
     lab.kubectl("cluster1", "label", "--overwrite", "namespace", "istio-system", "topology.istio.io/network=network1")
     lab.kubectl("cluster2", "label", "--overwrite", "namespace", "istio-system", "topology.istio.io/network=network2")
     kubeconfig = yaml.safe_load((lab.state / "kubeconfig").read_text(encoding="utf-8"))
@@ -238,14 +244,26 @@ def test_networkz_and_remote_cluster_after_setup_like_labels(lab: Lab):
                      "labels": {"istio/multiCluster": "true"},
                      "annotations": {"networking.istio.io/cluster": "cluster2"}},
         "stringData": {"cluster2": yaml.safe_dump(istiod.inline_kubeconfig(kubeconfig, "cluster2"))}})
+    lab.apply("cluster1", {
+        "apiVersion": "networking.istio.io/v1", "kind": "Gateway",
+        "metadata": {"name": "cross-network-gateway", "namespace": "istio-system"},
+        "spec": {"selector": {"istio": "eastwestgateway"},
+                 "servers": [{"port": {"number": 15443, "name": "tls", "protocol": "TLS"},
+                              "tls": {"mode": "AUTO_PASSTHROUGH"}, "hosts": ["*.local"]}]}})
+
+
+def lb_ip(lab: Lab, context: str) -> str:
+    svc = json.loads(lab.kubectl(context, "get", "service", "-n", "istio-system", "istio-eastwestgateway", "-o",
+                                 "json").stdout)
+    return svc["status"]["loadBalancer"]["ingress"][0]["ip"]
+
+
+def test_networkz_and_remote_cluster_after_setup_like_labels(lab: Lab):
+    """What the collection's setup does (network labels, a remote secret) shows in istiod's debug."""
+    setup_like(lab)
     monitoring = lab.istiod("cluster1")["monitoring"]
-
-    def lb_ip(context: str) -> str:
-        svc = json.loads(lab.kubectl(context, "get", "service", "-n", "istio-system", "istio-eastwestgateway", "-o",
-                                     "json").stdout)
-        return svc["status"]["loadBalancer"]["ingress"][0]["ip"]
-
-    want = {("network1", "cluster1", lb_ip("cluster1"), 15443), ("network2", "cluster2", lb_ip("cluster2"), 15443)}
+    want = {("network1", "cluster1", lb_ip(lab, "cluster1"), 15443),
+            ("network2", "cluster2", lb_ip(lab, "cluster2"), 15443)}
     deadline = time.monotonic() + 30
     while True:
         networkz = {(g["Network"], g["Cluster"], g["Addr"], g["Port"])
@@ -262,6 +280,133 @@ def test_networkz_and_remote_cluster_after_setup_like_labels(lab: Lab):
                       check=False).returncode != 0:
         assert time.monotonic() < deadline, "istiod wrote no istio-ca-root-cert into its remote"
         time.sleep(0.5)
+
+
+INJECTED = ("security.istio.io/tlsMode", "service.istio.io/canonical-name", "service.istio.io/canonical-revision")
+
+
+def sample_apps(lab: Lab) -> None:
+    """httpbin (v1) in cluster1/bar, sleep in cluster2/foo, both namespaces labelled for injection,
+    no injection labels on the pods; `plain` in cluster2/qux, a namespace without the label."""
+    def namespace(name: str, inject: bool) -> dict:
+        return {"apiVersion": "v1", "kind": "Namespace",
+                "metadata": {"name": name, "labels": {"istio-injection": "enabled"} if inject else {}}}
+
+    def deployment(name: str, ns: str, labels: dict, image: str) -> dict:
+        return {"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": name, "namespace": ns},
+                "spec": {"selector": {"matchLabels": labels},
+                         "template": {"metadata": {"labels": labels},
+                                      "spec": {"containers": [{"name": "main", "image": image,
+                                                               "ports": [{"containerPort": 80}]}]}}}}
+
+    for obj in [namespace("bar", True), deployment("httpbin-v1", "bar", {"app": "httpbin", "version": "v1"},
+                                                   "docker.io/kennethreitz/httpbin"),
+                {"apiVersion": "v1", "kind": "Service", "metadata": {"name": "httpbin", "namespace": "bar"},
+                 "spec": {"selector": {"app": "httpbin"},
+                          "ports": [{"name": "http", "port": 8000, "targetPort": 80}]}}]:
+        lab.apply("cluster1", obj)
+    for obj in [namespace("foo", True), deployment("sleep", "foo", {"app": "sleep"}, "curlimages/curl"),
+                namespace("qux", False), deployment("plain", "qux", {"app": "plain"}, "curlimages/curl")]:
+        lab.apply("cluster2", obj)
+
+
+def running_pod(lab: Lab, context: str, ns: str, selector: str, managed_fields: bool = False) -> dict:
+    extra = ["--show-managed-fields"] if managed_fields else []
+    items = json.loads(lab.kubectl(context, "get", "pods", "-n", ns, "-l", selector, "-o", "json", *extra).stdout)
+    running = [p for p in items["items"] if p["status"].get("phase") == "Running" and p["status"].get("podIP")]
+    assert running, f"no running pod {selector} in {context}/{ns}"
+    return running[0]
+
+
+def wait_for(cond, what: str, timeout: float = 60.0):
+    deadline = time.monotonic() + timeout
+    last: Any = None
+    while time.monotonic() < deadline:
+        try:
+            last = cond()
+            if last:
+                return last
+        except (OSError, ValueError, KeyError, AssertionError) as exc:
+            last = exc
+        time.sleep(0.5)
+    raise AssertionError(f"{what}: not after {timeout:.0f}s (last: {last!r})")
+
+
+def test_injection_labels_pods_of_enabled_namespaces_in_primary_and_remote(lab: Lab):
+    sample_apps(lab)
+    httpbin = wait_for(lambda: (lambda p: p if INJECTED[0] in p["metadata"]["labels"] else None)(
+        running_pod(lab, "cluster1", "bar", "app=httpbin", managed_fields=True)), "injection labels on httpbin")
+    labels = httpbin["metadata"]["labels"]
+    assert {k: labels[k] for k in INJECTED} == {"security.istio.io/tlsMode": "istio",
+                                                "service.istio.io/canonical-name": "httpbin",
+                                                "service.istio.io/canonical-revision": "v1"}
+    mine = [m for m in httpbin["metadata"]["managedFields"] if m["manager"] == "meshlab-injector"]
+    assert mine and set(mine[0]["fieldsV1"]["f:metadata"]["f:labels"]) == {f"f:{k}" for k in INJECTED}
+    # the remote's pods too (the remote profile's injector is the primary's istiod)
+    sleep = wait_for(lambda: (lambda p: p if INJECTED[0] in p["metadata"]["labels"] else None)(
+        running_pod(lab, "cluster2", "foo", "app=sleep")), "injection labels on the remote's sleep")
+    assert sleep["metadata"]["labels"]["service.istio.io/canonical-name"] == "sleep"
+    assert sleep["metadata"]["labels"]["service.istio.io/canonical-revision"] == "latest"
+    wait_for(lambda: running_pod(lab, "cluster2", "qux", "app=plain"), "the pod of a namespace without the label")
+    time.sleep(2)  # two polls of the data plane
+    plain = running_pod(lab, "cluster2", "qux", "app=plain")
+    assert not set(INJECTED) & set(plain["metadata"]["labels"])  # never touched
+
+
+def test_remote_client_reaches_the_primary_network_through_its_east_west_gateway(lab: Lab):
+    """Primary-remote: the remote's sleep pod is a proxy of the primary's istiod; istiod gives it
+    the primary network's east-west gateway for httpbin (a pod of network1, labelled by the
+    injector), and the request takes that path."""
+    setup_like(lab)
+    sample_apps(lab)
+    host, cluster = "httpbin.bar.svc.cluster.local", "outbound|8000||httpbin.bar.svc.cluster.local"
+    gw = lb_ip(lab, "cluster1")
+    assert gw.startswith(f"127.100.{INDEX_BASE + 1}.")
+    sleep = running_pod(lab, "cluster2", "foo", "app=sleep")
+    name = sleep["metadata"]["name"]
+    snapshot = lab.state / "xds" / "cluster2" / f"foo_{name}.json"
+
+    def gateway_in_eds():
+        snap = json.loads(snapshot.read_text(encoding="utf-8"))
+        return (gw, 15443) in [(e["address"], e["port"]) for e in snap["endpoints"].get(cluster, [])]
+    wait_for(gateway_in_eds, "cluster1's east-west gateway in the remote sleep's EDS for httpbin", 90)
+    http = lab.istiod("cluster1")["http"]
+    assert f"{name}.foo" in {s.get("proxy") for s in get_json(f"http://{http}/debug/syncz")}
+    rid = "lab-current-remote-1"
+
+    def curl():
+        proc = lab.kubectl("cluster2", "-n", "foo", "exec", "deploy/sleep", "--", "curl", "-sS", "-o", "/dev/null",
+                           "-w", "%{http_code}", "--max-time", "20", "-H", f"x-request-id: {rid}",
+                           f"http://{host}:8000/ip", check=False)
+        return proc.stdout == "200"
+    wait_for(curl, "a 200 from the remote's sleep through cluster1's east-west gateway", 60)
+    path = hops.path(lab.state, rid)
+    assert [h["hop"] for h in path][-4:] == ["sidecar", "lb", "eastwest-gateway", "pod"], path
+    side, lb, ew, pod = path[-4:]
+    assert side["cluster"] == "cluster2" and side["xds"]["cluster"] == cluster
+    assert side["xds"]["node"].startswith(f"sidecar~{sleep['status']['podIP']}~{name}.foo~")
+    assert side["xds"]["endpoint"] == f"{gw}:15443" and side["sni"] == f"outbound_.8000_._.{host}"
+    # what istiod itself says it sends that proxy
+    eds = get_json(f"http://{http}/debug/edsz?proxyID={name}.foo")
+    sockets = [ep["endpoint"]["address"]["socketAddress"] for cla in eds.get("configs") or []
+               if cla.get("clusterName") == cluster for loc in cla.get("endpoints") or []
+               for ep in loc.get("lbEndpoints") or []]
+    addrs = [(sa["address"], sa["portValue"]) for sa in sockets]
+    assert (gw, 15443) in addrs, addrs
+    assert lb["cluster"] == "cluster1" and lb["address"] == f"{gw}:15443"
+    httpbin = running_pod(lab, "cluster1", "bar", "app=httpbin")
+    assert ew["cluster"] == "cluster1" and ew["xds"]["endpoint"] == f"{httpbin['status']['podIP']}:80"
+    assert pod["cluster"] == "cluster1" and pod["pod"] == httpbin["metadata"]["name"]
+
+
+def test_remote_has_the_remote_profiles_istiod_service(lab: Lab):
+    svc = json.loads(lab.kubectl("cluster2", "get", "service", "-n", "istio-system", "istiod", "-o", "json").stdout)
+    assert "selector" not in svc["spec"] and svc["spec"]["type"] == "ClusterIP"
+    assert {(p["name"], p["port"], p["targetPort"]) for p in svc["spec"]["ports"]} == {
+        ("tcp-istiod", 15012, 15012), ("tcp-webhook", 443, 15017)}
+    slices = lab.kubectl("cluster2", "get", "endpointslices", "-n", "istio-system", "-l",
+                         "kubernetes.io/service-name=istiod", "-o", "name").stdout
+    assert slices.strip() == ""  # the primary's loopback gateway address would be refused
 
 
 def test_up_repairs_the_webhook_of_a_dead_istiod(lab: Lab):
