@@ -9,6 +9,11 @@ The inventory has a second environment (group `elsewhere`, one host whose contex
 exist), as docs/environments.md describes: runs are limited to the `fullmesh` environment,
 and what --limit to one environment or one cluster does is checked here.
 
+The fullmesh hosts connect as the collection's own ServiceAccount (playbooks/access.yml, run
+by the fixture for the three clusters and conftest.SUITE_NAMESPACES): the kubeconfigs it wrote,
+one per host. What the access playbook provisioned (labelled meshlink.io/component=access)
+stays after a teardown; what must be gone is what the runs made (conftest.MADE_BY_RUNS).
+
 Tests run in file order and share the mesh. The file name sorts after test_seed_procedure.py
 on purpose: this suite adds cluster3 to the lab, and runs after the seed suite.
 """
@@ -30,7 +35,7 @@ from typing import Any
 import pytest
 import yaml
 
-from conftest import BIN, MANAGED, REPO, Run, hops, kget, kubectl, lab
+from conftest import BIN, MADE_BY_RUNS, REPO, STORE, SUITE_NAMESPACES, Run, grant, hops, kget, kubectl, lab
 
 CLUSTERS = ("cluster1", "cluster2", "cluster3")
 CLIENT_NS = "fm-client"
@@ -49,25 +54,30 @@ KINDS = ("serviceentries.networking.istio.io", "virtualservices.networking.istio
          "destinationrules.networking.istio.io", "deployments", "services", "serviceaccounts",
          "configmaps", "namespaces")
 PAIR_LINE = re.compile(r"(cluster\d) → (\S+\.global): (\d{3}|FAILED)")
+INSPECT = "Inspect this cluster (read-only - checks, gateway, versions, existing objects)"
+RECONCILE = "Write what this cluster should hold (VIPs, objects, sample apps; prune what left the inventory)"
 
 
 class FullMesh:
     """The inventory (two environments) and ansible-playbook runs limited to one of them."""
 
-    def __init__(self, tmp: Path, kubeconfig: str):
+    def __init__(self, tmp: Path, kubeconfig: str, kubeconfigs: dict[str, str]):
         self.tmp = tmp
-        self.kubeconfig = kubeconfig
+        self.kubeconfig = kubeconfig  # the lab's admin kubeconfig
+        self.kubeconfigs = kubeconfigs  # host -> the collection ServiceAccount's kubeconfig
         inventory = {"all": {
             "vars": {"ansible_connection": "local", "ansible_python_interpreter": sys.executable,
                      "meshlink_kubeconfig": kubeconfig, "meshlink_deploy_sample_apps": True},
             "children": {
                 "fullmesh": {
                     "vars": {"meshlink_clusters": "{{ groups['fullmesh'] }}", "meshlink_services": SERVICES},
+                    # each host connects with the access playbook's kubeconfig (host vars win over all's)
                     "hosts": {
-                        "cluster1": {"meshlink_context": "cluster1"},
-                        "cluster2": {"meshlink_context": "cluster2"},
+                        "cluster1": {"meshlink_kubeconfig": kubeconfigs["cluster1"], "meshlink_context": "cluster1"},
+                        "cluster2": {"meshlink_kubeconfig": kubeconfigs["cluster2"], "meshlink_context": "cluster2"},
                         # no load balancer: do not wait for one (docs/environments.md)
-                        "cluster3": {"meshlink_context": "cluster3", "meshlink_gateway_wait_timeout": 0},
+                        "cluster3": {"meshlink_kubeconfig": kubeconfigs["cluster3"], "meshlink_context": "cluster3",
+                                     "meshlink_gateway_wait_timeout": 0},
                     },
                 },
                 "elsewhere": {
@@ -93,32 +103,38 @@ class FullMesh:
 
 @pytest.fixture(scope="module")
 def full(mesh, tmp_path_factory) -> FullMesh:  # pylint: disable=unused-argument
-    """The lab with cluster3 (no load balancer) added to what the session brought up."""
+    """The lab with cluster3 (no load balancer) added to what the session brought up, and the
+    collection's ServiceAccount granted its rights in the three clusters (access.yml)."""
     lab("up", env={"LAB_CLUSTERS": "3", "LAB_LB": "cluster3=none"})
-    return FullMesh(tmp_path_factory.mktemp("fullmesh"), lab("kubeconfig").stdout.strip())
+    tmp = tmp_path_factory.mktemp("fullmesh")
+    kubeconfig = lab("kubeconfig").stdout.strip()
+    return FullMesh(tmp, kubeconfig, grant(tmp, kubeconfig, list(CLUSTERS), SUITE_NAMESPACES))
 
 
 def our_service_entries(ctx: str) -> list[dict]:
-    return [se for se in kget(ctx, "serviceentries.networking.istio.io", "-A", "-l", MANAGED)["items"]
+    return [se for se in kget(ctx, "serviceentries.networking.istio.io", "-A", "-l", MADE_BY_RUNS)["items"]
             if se["metadata"]["labels"].get("multicluster.meshlink.io/service") in LABEL_OF.values()]
 
 
 def ours_left(ctx: str) -> list[str]:
+    """What the runs made for this mesh's services and namespaces (not the access playbook's
+    grants and namespaces), and the VIPs of its hosts."""
     left = []
     for kind in KINDS:
-        for obj in kget(ctx, kind, "-A", "-l", MANAGED)["items"]:
+        for obj in kget(ctx, kind, "-A", "-l", MADE_BY_RUNS)["items"]:
             meta = obj["metadata"]
             if (meta.get("labels", {}).get("multicluster.meshlink.io/service") in LABEL_OF.values()
                     or meta.get("namespace") in NAMESPACES or (kind == "namespaces" and meta["name"] in NAMESPACES)):
                 left.append(f"{ctx}: {kind} {meta.get('namespace', '')}/{meta['name']}")
-    store = kget(ctx, "configmap", "meshlink-vips", "-n", "istio-system")
+    store = kget(ctx, "configmap", STORE, "-n", "istio-system")
     left += [f"{ctx}: VIP of {h}" for h in ((store or {}).get("data") or {}) if h in HOST_OF.values()]
     return left
 
 
 def anything_labelled(ctx: str) -> list[str]:
+    """Everything the runs made (any service, namespace or mesh), the access playbook's objects aside."""
     return [f"{ctx}: {kind} {o['metadata'].get('namespace', '')}/{o['metadata']['name']}"
-            for kind in KINDS for o in kget(ctx, kind, "-A", "-l", MANAGED)["items"]]
+            for kind in KINDS for o in kget(ctx, kind, "-A", "-l", MADE_BY_RUNS)["items"]]
 
 
 def wait_until_gone(check, timeout: float = 90) -> list[str]:
@@ -222,7 +238,10 @@ def test_example_limit_to_one_environment_runs_only_its_clusters():
     recap = Run(proc).recap
     assert sorted(recap) == example_groups()["staging"], out[-3000:]
     assert all(r["failed"] == 1 for r in recap.values()), recap
-    assert "Preflight of stg-" in out and "could not run" in out, out[-3000:]
+    # each staging cluster stopped at its own inspection (no API to reach), past the plan
+    for host in recap:
+        assert f'meshlink preflight FAILED on {host} at task "Stop when this cluster cannot take part"' in out, \
+            out[-3000:]
 
 
 # ---------------------------------------------------------------- the lab
@@ -240,25 +259,25 @@ def test_lab_has_a_third_cluster_without_load_balancer(full):
 
 def test_a_run_over_two_environments_stops_before_anything_is_written(full):
     run = full.play("setup")
-    assert run.rc != 0, run
-    assert "not in meshlink_clusters" in run.out and "other-env-cluster" in run.out, run
-    assert run.changed() == 0, run
+    assert run.rc != 0, run.report()
+    assert "not in meshlink_clusters" in run.out and "other-env-cluster" in run.out, run.report()
+    assert run.changed() == 0, run.report()
     for ctx in CLUSTERS:
         assert ours_left(ctx) == [], "a run stopped by the plan check wrote something"
 
 
 def test_target_hosts_variable_selects_an_environment_like_limit(full):
     run = full.play("preflight", "-e", "meshlink_target_hosts=fullmesh")
-    assert run.rc == 0, run
-    assert set(run.recap) == set(CLUSTERS), run
+    assert run.rc == 0, run.report()
+    assert set(run.recap) == set(CLUSTERS), run.report()
 
 
 # ---------------------------------------------------------------- setup: the full mesh
 
 def test_setup_creates_one_service_entry_per_consumer_cluster_and_remote_service(full):
     run = full.play("setup", "--limit", "fullmesh")
-    assert run.rc == 0, run
-    assert set(run.recap) == set(CLUSTERS), run
+    assert run.rc == 0, run.report()
+    assert set(run.recap) == set(CLUSTERS), run.report()
     found = []
     for ctx in CLUSTERS:
         entries = our_service_entries(ctx)
@@ -276,7 +295,9 @@ def test_service_entries_point_at_each_source_gateway_incl_the_node_port_one(ful
             gw = gateway_of(source)
             assert se["spec"]["endpoints"] == [{"address": gw["address"], "ports": {"http1": gw["port"]}}], se
     gw3 = gateway_of("cluster3")
-    assert gw3["address"] == "127.50.3.1" and gw3["port"] != 15443, "cluster3 is reached by node address + nodePort"
+    node_ip = next(c for c in yaml.safe_load((Path(full.kubeconfig).parent / "clusters.json").read_text(
+        encoding="utf-8"))["clusters"] if c["name"] == "cluster3")["node_ip"]  # 127.50.3.1 on the default lab
+    assert gw3["address"] == node_ip and gw3["port"] != 15443, "cluster3 is reached by node address + nodePort"
 
 
 def test_vips_are_unique_in_each_consumer_cluster_and_match_the_store(full):
@@ -285,56 +306,64 @@ def test_vips_are_unique_in_each_consumer_cluster_and_match_the_store(full):
         addresses = [a for se in every for a in se["spec"].get("addresses", [])]
         duplicates = [a for a, n in collections.Counter(addresses).items() if n > 1]
         assert duplicates == [], f"{ctx}: addresses used by more than one ServiceEntry: {duplicates}"
-        store = kget(ctx, "configmap", "meshlink-vips", "-n", "istio-system")["data"]
+        store = kget(ctx, "configmap", STORE, "-n", "istio-system")["data"]
         for se in our_service_entries(ctx):
             assert se["spec"]["addresses"] == [store[se["spec"]["hosts"][0]]], (ctx, se["spec"])
 
 
 def test_clusters_are_handled_in_parallel_by_forks(full, tmp_path):
-    """Per-host start/end of the preflight module from ansible-runner's events: with forks >=
-    the number of clusters the three calls overlap in time; with --forks 1 they do not."""
+    """Per-host start/end of the two per-cluster module runs of setup (the inspection and the
+    reconcile), from ansible-runner's events: with forks >= the number of clusters the three
+    calls of each task overlap in time; with --forks 1 they do not. The mesh is set up already,
+    so the reconcile has nothing to write (the run changes nothing)."""
     import ansible_runner  # pylint: disable=import-outside-toplevel
 
-    def windows(forks: int) -> dict[str, tuple[datetime, datetime]]:
+    def windows(forks: int) -> dict[str, dict[str, tuple[datetime, datetime]]]:
         pdd = tmp_path / f"forks{forks}"
         pdd.mkdir()
         runner = ansible_runner.run(
-            private_data_dir=str(pdd), project_dir=str(REPO), playbook="playbooks/preflight.yml",
+            private_data_dir=str(pdd), project_dir=str(REPO), playbook="playbooks/setup.yml",
             inventory=str(full.inventory), limit="fullmesh", forks=forks, quiet=True,
             envvars={"ANSIBLE_COLLECTIONS_PATH": str(REPO / ".collections"), "PATH": f"{BIN}:{os.environ['PATH']}"},
             suppress_env_files=True)
         assert runner.status == "successful", (runner.status, runner.stdout.read()[-3000:])
-        start, end = {}, {}
-        for e in runner.events:
-            data = e.get("event_data", {})
-            if data.get("task") != "Run the preflight checks of this cluster":
-                continue
-            when = datetime.fromisoformat(e["created"])
-            if e["event"] == "runner_on_start":
-                start[data["host"]] = when
-            elif e["event"] in ("runner_on_ok", "runner_on_failed"):
-                end[data["host"]] = when
-        assert set(start) == set(end) == set(CLUSTERS), (start, end)
-        return {h: (start[h], end[h]) for h in CLUSTERS}
+        per_task: dict[str, dict[str, tuple[datetime, datetime]]] = {}
+        for task in (INSPECT, RECONCILE):
+            start, end = {}, {}
+            for e in runner.events:
+                data = e.get("event_data", {})
+                if data.get("task") != task:
+                    continue
+                when = datetime.fromisoformat(e["created"])
+                if e["event"] == "runner_on_start":
+                    start[data["host"]] = when
+                elif e["event"] in ("runner_on_ok", "runner_on_failed"):
+                    end[data["host"]] = when
+                    assert not (data.get("res") or {}).get("changed"), f"{task} changed {data['host']}"
+            assert set(start) == set(end) == set(CLUSTERS), (task, start, end)
+            per_task[task] = {h: (start[h], end[h]) for h in CLUSTERS}
+        return per_task
 
     # Event times are taken when the controller processes each host's start and result, so a
     # next host may be reported started a few ms before the previous one's result: tolerances.
-    parallel = windows(5)
-    common = min(e for _, e in parallel.values()) - max(s for s, _ in parallel.values())
-    shortest = min(e - s for s, e in parallel.values())
-    assert common > shortest / 2, f"with forks=5 the three clusters did not run at the same time: {parallel}"
-    serial = sorted(windows(1).values())
-    overlaps = [(a[1] - b[0]).total_seconds() for a, b in itertools.pairwise(serial)]
-    assert all(o < 0.5 for o in overlaps), f"with forks=1 the clusters overlapped by {overlaps} s: {serial}"
+    for task, parallel in windows(5).items():
+        common = min(e for _, e in parallel.values()) - max(s for s, _ in parallel.values())
+        shortest = min(e - s for s, e in parallel.values())
+        assert common > shortest / 2, \
+            f"{task}: with forks=5 the three clusters did not run at the same time: {parallel}"
+    for task, by_host in windows(1).items():
+        serial = sorted(by_host.values())
+        overlaps = [(a[1] - b[0]).total_seconds() for a, b in itertools.pairwise(serial)]
+        assert all(o < 0.5 for o in overlaps), f"{task}: with forks=1 the clusters overlapped by {overlaps} s: {serial}"
 
 
 # ---------------------------------------------------------------- verify
 
 def test_verify_reports_six_working_pairs(full):
     run = full.play("verify", "--limit", "fullmesh")
-    assert run.rc == 0, run
+    assert run.rc == 0, run.report()
     pairs = pairs_in(run)
-    assert set(pairs) == PAIRS, run
+    assert set(pairs) == PAIRS, run.report()
     assert set(pairs.values()) == {"200"}, pairs
 
 
@@ -354,8 +383,8 @@ def test_requests_to_the_cluster_without_load_balancer_enter_through_its_node_po
 
 def test_second_setup_changes_nothing(full):
     run = full.play("setup", "--limit", "fullmesh")
-    assert run.rc == 0, run
-    assert run.changed() == 0, run
+    assert run.rc == 0, run.report()
+    assert run.changed() == 0, run.report()
 
 
 # ---------------------------------------------------------------- --limit to one cluster
@@ -363,47 +392,49 @@ def test_second_setup_changes_nothing(full):
 def test_setup_limited_to_one_cluster_needs_its_sources_gateways(full):
     versions = {se["metadata"]["name"]: se["metadata"]["resourceVersion"] for se in our_service_entries("cluster1")}
     run = full.play("setup", "--limit", "cluster1")
-    assert run.rc != 0, run
-    assert set(run.recap) == {"cluster1"}, run
-    assert "gateway address is unknown" in run.out and "meshlink_gateway_overrides" in run.out, run
-    named = re.search(r"consumes services of (cluster\d), (cluster\d), whose gateway", run.out)
-    assert named and set(named.groups()) == {"cluster2", "cluster3"}, run
+    assert run.rc != 0, run.report()
+    assert set(run.recap) == {"cluster1"}, run.report()
+    # cluster1's run stops before any write, naming each source whose gateway it lacks
+    text = " ".join(run.out.split())
+    named = set(re.findall(r"gateways\.(cluster\d): unknown - \1 \(source of \S+\) did not report its gateway", text))
+    assert named == {"cluster2", "cluster3"}, run.report()
+    assert all(f"meshlink_gateway_overrides.{c}" in text for c in named), run.report()
     assert {se["metadata"]["name"]: se["metadata"]["resourceVersion"]
             for se in our_service_entries("cluster1")} == versions, "the failed run changed ServiceEntries"
 
     overrides = {"meshlink_gateway_overrides": {c: gateway_of(c) for c in ("cluster2", "cluster3")}}
     run = full.play("setup", "--limit", "cluster1", "-e", yaml.safe_dump(overrides, default_flow_style=True).strip())
-    assert run.rc == 0, run
-    assert set(run.recap) == {"cluster1"}, run
-    assert run.changed() == 0, run
+    assert run.rc == 0, run.report()
+    assert set(run.recap) == {"cluster1"}, run.report()
+    assert run.changed() == 0, run.report()
 
 
 def test_verify_limited_to_one_cluster_checks_only_its_pairs(full):
     run = full.play("verify", "--limit", "cluster2")
-    assert run.rc == 0, run
-    assert set(pairs_in(run)) == {p for p in PAIRS if p[0] == "cluster2"}, run
+    assert run.rc == 0, run.report()
+    assert set(pairs_in(run)) == {p for p in PAIRS if p[0] == "cluster2"}, run.report()
 
 
 def test_teardown_limited_to_one_cluster_leaves_its_consumers_pointing_at_it(full):
     run = full.play("teardown", "--limit", "cluster3")
-    assert run.rc == 0, run
-    assert set(run.recap) == {"cluster3"}, run
+    assert run.rc == 0, run.report()
+    assert set(run.recap) == {"cluster3"}, run.report()
     assert wait_until_gone(lambda: anything_labelled("cluster3")) == []
     # the other clusters keep their ServiceEntries of svc3, which no longer answers
     for ctx in ("cluster1", "cluster2"):
         assert HOST_OF["cluster3"] in [se["spec"]["hosts"][0] for se in our_service_entries(ctx)]
     run = full.play("verify", "--limit", "cluster1", "-e", "meshlink_connectivity_retries=2",
                     "-e", "meshlink_connectivity_delay=1", "-e", "meshlink_connectivity_timeout=15")
-    assert run.rc != 0, run
+    assert run.rc != 0, run.report()
     pairs = pairs_in(run)
-    assert pairs[("cluster1", HOST_OF["cluster2"])] == "200", run
-    assert pairs[("cluster1", HOST_OF["cluster3"])] == "FAILED", run
+    assert pairs[("cluster1", HOST_OF["cluster2"])] == "200", run.report()
+    assert pairs[("cluster1", HOST_OF["cluster3"])] == "FAILED", run.report()
 
 
 def test_teardown_of_the_environment_leaves_nothing_labelled(full):
     run = full.play("teardown", "--limit", "fullmesh")
-    assert run.rc == 0, run
-    assert set(run.recap) == set(CLUSTERS), run
+    assert run.rc == 0, run.report()
+    assert set(run.recap) == set(CLUSTERS), run.report()
     # cluster3 is this suite's alone: nothing labelled app.kubernetes.io/managed-by=meshlink at all
     assert wait_until_gone(lambda: anything_labelled("cluster3")) == []
     # cluster1/2 are shared with other suites: nothing of this mesh (its services, namespaces, VIPs)
