@@ -32,7 +32,7 @@ from __future__ import annotations
 
 import base64
 import os
-from typing import Any, Dict, List, Optional, Sequence
+from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 import json
 
@@ -103,9 +103,54 @@ ISTIO_KINDS = tuple(ISTIO_PLURALS.values())
 WRITE = ('get', 'list', 'create', 'update', 'patch', 'delete')
 
 
+def multinetwork_rules(plan: Dict[str, Any], cluster: str) -> Tuple[List[Dict[str, Any]], List[Dict[str, Any]]]:
+    """The multi-network topologies' extra rules: ``(cluster-wide, Istio namespace)``.
+
+    Cluster-wide: the reader ClusterRole and its bindings, by name (``escalate``/``bind`` only
+    on that role: the ServiceAccount grants Istio's reader rules without holding them), the
+    network label of the Istio namespace. In the Istio namespace: the east-west Gateway and
+    istiod's exposure, the reader ServiceAccounts and their tokens, the remote secrets, and
+    (verify on a primary) the port-forward to istiod's debug port.
+    """
+    from ansible_collections.meshlink.multicluster.plugins.module_utils import _multinet as mn  # noqa: E501 pylint: disable=import-outside-toplevel
+    mesh = plan['mesh']
+    part = plan['clusters'][cluster]
+    readers = [plan['istio'][r]['cluster_name'] for r in part['read_by']]
+    role = mn.reader_role(mesh)
+    # The reader ClusterRole itself is granted here (reader_role_object): creating a role with
+    # rules one does not hold needs an unrestricted ``escalate``, which no least-privilege
+    # account should have. Binding it needs only ``bind`` on its name.
+    cluster_wide = [
+        _rule([RBAC_GROUP], ['clusterroles', 'clusterrolebindings'], ['list']),
+        _rule([RBAC_GROUP], ['clusterrolebindings'], ['create']),
+        _rule([RBAC_GROUP], ['clusterroles'], ['get', 'bind'], [role]),
+        _rule([RBAC_GROUP], ['clusterrolebindings'], ['get', 'update', 'patch', 'delete'],
+              [mn.reader_binding(mesh, r) for r in readers] or [mn.reader_binding(mesh, 'none')]),
+    ]
+    istio = [
+        _rule([''], ['secrets', 'serviceaccounts'], ['create', 'get', 'list', 'update', 'patch', 'delete']),
+        _rule([''], ['serviceaccounts/token'], ['create']),
+        _rule([''], ['pods'], ['get', 'list']),
+        _rule([''], ['pods/portforward'], ['create', 'get']),
+        _rule([''], ['nodes'], ['list']),
+        _rule([NETWORKING_GROUP], ISTIO_KINDS, WRITE),
+    ]
+    return cluster_wide, istio
+
+
+def reader_role_object(mesh: str, secrets: bool) -> Dict[str, Any]:
+    """The multi-network reader ClusterRole (Istio's reader rules), provisioned by the access
+    playbook so that setup only binds it."""
+    from ansible_collections.meshlink.multicluster.plugins.module_utils import _multinet as mn  # noqa: E501 pylint: disable=import-outside-toplevel
+    return {'apiVersion': '%s/v1' % RBAC_GROUP, 'kind': 'ClusterRole', 'metadata': _meta(mn.reader_role(mesh), None, mesh),
+            'rules': mn.reader_rules(secrets)}
+
+
 def access_objects(part: Dict[str, Any], mesh: str, sa_namespace: str = 'meshlink-system',
                    istio_namespace: str = 'istio-system', store_name: Optional[str] = None,
-                   extra_namespaces: Sequence[str] = (), sample_apps: bool = True) -> List[Dict[str, Any]]:
+                   extra_namespaces: Sequence[str] = (), sample_apps: bool = True,
+                   multinetwork: Optional[Tuple[List[Dict[str, Any]], List[Dict[str, Any]]]] = None
+                   ) -> List[Dict[str, Any]]:
     """Everything an administrator grants in one cluster (module docstring), in apply order."""
     name = account_name(mesh)
     store = store_name or store_name_for(mesh)
@@ -120,16 +165,19 @@ def access_objects(part: Dict[str, Any], mesh: str, sa_namespace: str = 'meshlin
             objects.append({'apiVersion': 'v1', 'kind': 'Namespace', 'metadata': _meta(namespace, None, mesh)})
 
     reader = '%s-reader' % name
+    labelled = namespaces + ([istio_namespace] if multinetwork else [])
     objects.append({'apiVersion': '%s/v1' % RBAC_GROUP, 'kind': 'ClusterRole', 'metadata': _meta(reader, None, mesh),
                     'rules': [
                         _rule([''], ['namespaces'], ['get', 'list']),
-                        _rule([''], ['namespaces'], ['patch', 'update'], namespaces),
+                        _rule([''], ['namespaces'], ['patch', 'update'], labelled),
                         _rule([''], ['nodes'], ['list']),
                         _rule([NETWORKING_GROUP], ISTIO_KINDS, ['get', 'list']),
-                    ]})
+                    ] + (multinetwork[0] if multinetwork else [])})
     objects.append(_binding('ClusterRoleBinding', reader, None, 'ClusterRole', reader, mesh, sa_namespace))
 
     writer_rules = [_rule([NETWORKING_GROUP], ISTIO_KINDS, WRITE)]
+    if multinetwork and not sample_apps:
+        writer_rules.append(_rule([''], ['services'], WRITE))  # stub Services
     if sample_apps:
         writer_rules += [_rule([''], ['services', 'serviceaccounts'], WRITE), _rule(['apps'], ['deployments'], WRITE)]
     for namespace in namespaces:
@@ -146,10 +194,10 @@ def access_objects(part: Dict[str, Any], mesh: str, sa_namespace: str = 'meshlin
     objects.append({'apiVersion': '%s/v1' % RBAC_GROUP, 'kind': 'Role', 'metadata': _meta(istio, istio_namespace, mesh),
                     'rules': [
                         _rule([''], ['configmaps'], ['create', 'list']),
-                        _rule([''], ['configmaps'], ['get', 'update', 'delete'], [store, 'istio']),
+                        _rule([''], ['configmaps'], ['get', 'update', 'delete'], [store, 'istio', 'istio-ca-root-cert']),
                         _rule([''], ['services'], ['get', 'list']),
                         _rule(['apps'], ['deployments'], ['get', 'list']),
-                    ]})
+                    ] + (multinetwork[1] if multinetwork else [])})
     objects.append(_binding('RoleBinding', istio, istio_namespace, 'Role', istio, mesh, sa_namespace))
     dns = '%s-dns' % name
     objects.append({'apiVersion': '%s/v1' % RBAC_GROUP, 'kind': 'Role', 'metadata': _meta(dns, 'kube-system', mesh),
@@ -238,7 +286,7 @@ def reconcile_access(cluster: Any, plan: Any, name: str, state: str = 'present',
                      store_name: Optional[str] = None, extra_namespaces: Sequence[str] = (),
                      sample_apps: bool = True, token_lifetime: Any = DEFAULT_TOKEN_SECONDS,
                      kubeconfig_path: Optional[str] = None, server: Optional[str] = None,
-                     render_to: Optional[str] = None) -> Dict[str, Any]:
+                     render_to: Optional[str] = None, reader_secrets: bool = True) -> Dict[str, Any]:
     """The ``cluster_access`` module: grant (or revoke) the collection's rights in one cluster."""
     plan = checked_plan(plan, name)
     mesh = plan['mesh']
@@ -254,8 +302,11 @@ def reconcile_access(cluster: Any, plan: Any, name: str, state: str = 'present',
     seconds = token_seconds(token_lifetime) if state == 'present' and kubeconfig_path else None
     if errors:
         raise InputError(errors)
+    extra_rules = multinetwork_rules(plan, name) if plan.get('istio') else None
     objects = access_objects(plan['clusters'][name], mesh, sa_namespace, istio_namespace, store_name,
-                             extra_namespaces, sample_apps)
+                             extra_namespaces, sample_apps, extra_rules)
+    if plan.get('istio'):
+        objects.append(reader_role_object(mesh, reader_secrets))
     if render_to:
         with open(render_to, 'w', encoding='utf-8') as handle:
             handle.write(''.join('---\n%s\n' % json.dumps(o, indent=2, sort_keys=False) for o in objects))

@@ -45,6 +45,7 @@ from ansible_collections.meshlink.multicluster.plugins.module_utils._objects imp
 )
 from ansible_collections.meshlink.multicluster.plugins.module_utils._ownership import (
     COMPONENT_LABEL,
+    is_access_object,
     is_ours,
     mesh_selector,
     part_of,
@@ -299,6 +300,9 @@ def inspect_multinet(cluster: Any, plan: Dict[str, Any], name: str, multinetwork
         if current is not None:
             current['kind'] = key[0]
             existing[key] = _light(current)
+    for key in [k for k in keys if k[0] == 'ClusterRole' and is_access_object(existing.get(k))
+                and is_ours(existing.get(k), mesh)]:
+        del keys[key]  # the reader role the access playbook granted: bound as it is
     _changes, conflicts = plan_changes(_placeholders(keys, mesh), existing, mesh)
     out['conflicts'].extend(conflicts)
 
@@ -399,7 +403,11 @@ def reconcile_multinet(cluster: Any, plan: Dict[str, Any], name: str, state: Dic
         if any(s['primary'] == name and c != name for c, s in plan['istio'].items()):
             objects.extend(mn.render_istiod_exposure(settings['eastwest'], mesh_ns, mesh))
     if part['read_by']:
-        objects.append(mn.render_reader_role(mesh, settings['reader']['secrets']))
+        provisioned = next((o for o in state['objects'] if o.get('kind') == 'ClusterRole'
+                            and (o.get('metadata') or {}).get('name') == mn.reader_role(mesh)
+                            and is_access_object(o)), None)
+        if provisioned is None:
+            objects.append(mn.render_reader_role(mesh, settings['reader']['secrets']))
         for reader in part['read_by']:
             objects.extend(mn.render_reader(mesh, plan['istio'][reader]['cluster_name'], mesh_ns))
         if settings['reader']['secrets']:

@@ -34,6 +34,7 @@ from ansible_collections.meshlink.multicluster.plugins.module_utils._errors impo
 from ansible_collections.meshlink.multicluster.plugins.module_utils._names import FIELD_MANAGER, ISTIO_PLURALS, NETWORKING_GROUP
 from ansible_collections.meshlink.multicluster.plugins.module_utils._ownership import (
     SERVICE_LABEL,
+    is_access_object,
     is_ours,
     labels_of,
     owner_of,
@@ -189,7 +190,8 @@ def plan_changes(desired: Sequence[Desired], existing: Dict[Key, Dict[str, Any]]
     if prunable is not None:
         for key in sorted(existing):
             obj = existing[key]
-            if key not in wanted and is_ours(obj, mesh) and prunable(key, obj):
+            # Grants of the access playbook are an administrator's: only cluster_access removes them.
+            if key not in wanted and is_ours(obj, mesh) and not is_access_object(obj) and prunable(key, obj):
                 changes.append(Change('delete', key, existing=obj))
     return changes, conflicts
 

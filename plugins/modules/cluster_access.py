@@ -76,6 +76,13 @@ options:
   render_to:
     description: Write the objects as YAML to this file instead of applying them.
     type: path
+  reader_secrets:
+    description:
+      - Multi-network topologies - the reader ClusterRole C(meshlink-<mesh>-istio-reader) (Istio's reader
+        rules, which peers' istiods use to read this cluster) includes Secrets. It is granted here, so that
+        setup only binds it (creating a role with rules one does not hold needs an unrestricted C(escalate)).
+    type: bool
+    default: true
 extends_documentation_fragment:
   - meshlink.multicluster.connection
 attributes:
@@ -152,6 +159,7 @@ def main() -> None:
         'kubeconfig_path': {'type': 'path'},
         'server': {'type': 'str'},
         'render_to': {'type': 'path'},
+        'reader_secrets': {'type': 'bool', 'default': True},
     })
     params = module.params
     run_with_cluster(module, lambda cluster: reconcile_access(
@@ -159,7 +167,8 @@ def main() -> None:
         sa_namespace=params['service_account_namespace'], istio_namespace=params['istio_namespace'],
         store_name=params['vip_store_name'], extra_namespaces=params['extra_namespaces'],
         sample_apps=params['sample_apps'], token_lifetime=params['token_lifetime'],
-        kubeconfig_path=params['kubeconfig_path'], server=params['server'], render_to=params['render_to']))
+        kubeconfig_path=params['kubeconfig_path'], server=params['server'], render_to=params['render_to'],
+        reader_secrets=params['reader_secrets']))
 
 
 if __name__ == '__main__':
