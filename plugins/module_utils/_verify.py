@@ -30,12 +30,18 @@ from ansible_collections.meshlink.multicluster.plugins.module_utils._istiod_debu
 )
 from ansible_collections.meshlink.multicluster.plugins.module_utils._plan import checked_plan, is_multi_network
 
-REQUEST_DEFAULTS = {'scheme': 'http', 'path': '/ip', 'urls': {}, 'expected_status': [200]}
+REQUEST_DEFAULTS = {'scheme': 'http', 'path': '/ip', 'urls': {}, 'expected_status': [200], 'version_path': '/hostname',
+                    'version_samples': 3}
 CLIENT_DEFAULTS = {'namespace': None, 'label_selector': 'app=sleep', 'container': 'sleep'}
 
 
-def verify_targets(part: Dict[str, Any], request: Dict[str, Any], client_namespace: Optional[str] = None) -> List[Dict[str, Any]]:
-    """``[{namespace, targets: [{name, url, expected_status}]}]`` of one consumer cluster (pure)."""
+def verify_targets(part: Dict[str, Any], request: Dict[str, Any], client_namespace: Optional[str] = None,
+                   versions: bool = False) -> List[Dict[str, Any]]:
+    """``[{namespace, targets: [{name, url, expected_status}]}]`` of one consumer cluster (pure).
+
+    ``versions``: for each service with versioned routing, also ``version_samples`` requests of
+    ``version_path`` (``/hostname``: the answering pod's name, as go-httpbin, Istio's sample,
+    answers it) whose answer must be a pod of the routed subset (``version_of``)."""
     if request['scheme'] not in ('http', 'https'):
         raise InputError(['request.scheme: %r is not http or https' % (request['scheme'],)])
     path = request['path']
@@ -51,7 +57,28 @@ def verify_targets(part: Dict[str, Any], request: Dict[str, Any], client_namespa
         if all(t['name'] != service['host'] for t in targets):
             targets.append({'name': service['host'], 'url': url,
                             'expected_status': list(request['expected_status'])})
+            if versions and service.get('subsets'):
+                version_url = '%s://%s:%s%s' % (request['scheme'], service['host'], service['ports'][0]['number'],
+                                                request['version_path'])
+                for sample in range(int(request['version_samples'])):
+                    targets.append({'name': '%s version %d' % (service['host'], sample + 1), 'url': version_url,
+                                    'expected_status': [200], 'version': {
+                                        'route': service['route_subset'],
+                                        'prefixes': {s['name']: '%s-%s-' % (service['name'], s['name'])
+                                                     for s in service['subsets']}}})
     return [{'namespace': ns, 'targets': calls[ns]} for ns in sorted(calls)]
+
+
+def version_of(body: str, prefixes: Dict[str, str]) -> Optional[str]:
+    """The subset whose sample Deployment (``<name>-<subset>``) the answering pod belongs to."""
+    import json  # pylint: disable=import-outside-toplevel
+    try:
+        hostname = str((json.loads(body or '{}') or {}).get('hostname') or '')
+    except (ValueError, AttributeError):
+        return None
+    matches = [subset for subset, prefix in prefixes.items() if hostname.startswith(prefix)]
+    # The longest prefix wins (subsets v1 and v10: httpbin-v10-... is v10).
+    return max(matches, key=lambda m: len(prefixes[m])) if matches else None
 
 
 def _line(cluster_name: str, namespace: str, target: Dict[str, Any], result: Dict[str, Any]) -> Dict[str, Any]:
@@ -134,7 +161,7 @@ def mesh_lines(cluster: Any, plan: Dict[str, Any], name: str, istio_namespace: s
 def verify_cluster(cluster: Any, plan: Any, name: str, client: Optional[Dict[str, Any]] = None,
                    request: Optional[Dict[str, Any]] = None, retries: int = 30, delay: float = 2,
                    timeout: float = 120, attempt_timeout: float = 10, fail: bool = True,
-                   istio_namespace: str = 'istio-system') -> Dict[str, Any]:
+                   istio_namespace: str = 'istio-system', versions: bool = False) -> Dict[str, Any]:
     """The ``cluster_verify`` module (module docstring)."""
     plan = checked_plan(plan, name)
     part = plan['clusters'][name]
@@ -142,10 +169,11 @@ def verify_cluster(cluster: Any, plan: Any, name: str, client: Optional[Dict[str
     client_settings.update({k: v for k, v in (client or {}).items() if v not in (None, '')})
     request_settings = dict(REQUEST_DEFAULTS)
     request_settings.update({k: v for k, v in (request or {}).items() if v is not None})
-    calls = verify_targets(part, request_settings, client_settings['namespace'])
+    calls = verify_targets(part, request_settings, client_settings['namespace'], versions)
     for call in calls:
         # The same rules as connectivity_check (URL grammar, statuses), before any request.
-        validate_targets(None, None, request_settings['expected_status'], call['targets'])
+        validate_targets(None, None, request_settings['expected_status'],
+                         [{k: v for k, v in t.items() if k != 'version'} for t in call['targets']])
 
     lines: List[Dict[str, Any]] = []
     results: List[Dict[str, Any]] = []
@@ -155,10 +183,19 @@ def verify_cluster(cluster: Any, plan: Any, name: str, client: Optional[Dict[str
         runner = PodExec(cluster, call['namespace'], None, client_settings['label_selector'],
                          client_settings['container'])
         for target in call['targets']:
-            outcome = check_target(runner, target, retries, delay, timeout, attempt_timeout)
+            outcome = check_target(runner, {k: v for k, v in target.items() if k != 'version'}, retries, delay,
+                                   timeout, attempt_timeout)
             outcome['namespace'] = call['namespace']
             results.append(outcome)
-            lines.append(_line(name, call['namespace'], target, outcome))
+            line = _line(name, call['namespace'], target, outcome)
+            if target.get('version') and outcome.get('ok'):
+                answered = version_of(outcome.get('body') or '', target['version']['prefixes'])
+                outcome['version'] = answered
+                line['ok'] = answered == target['version']['route']
+                line['text'] = '%s → %s: answered by %s (version %s), routed to %s%s' % (
+                    name, target['name'], _hostname(outcome.get('body')), answered or 'unknown',
+                    target['version']['route'], '' if line['ok'] else ': FAILED')
+            lines.append(line)
     out: Dict[str, Any] = {'changed': False, 'results': results, 'lines': [line['text'] for line in lines],
                            'pairs': len(lines), 'failed_pairs': sum(1 for line in lines if not line['ok'])}
     if not lines:
@@ -169,6 +206,14 @@ def verify_cluster(cluster: Any, plan: Any, name: str, client: Optional[Dict[str
         out['msg'] = 'Connectivity failed for %d of %d pair(s): %s' % (
             out['failed_pairs'], len(lines), '; '.join(line['text'] for line in lines if not line['ok']))
     return out
+
+
+def _hostname(body: Any) -> str:
+    import json  # pylint: disable=import-outside-toplevel
+    try:
+        return str((json.loads(body or '{}') or {}).get('hostname') or '?')
+    except (ValueError, AttributeError):
+        return '?'
 
 
 def pairs(plan: Dict[str, Any], clusters: Sequence[str]) -> List[str]:

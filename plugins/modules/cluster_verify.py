@@ -40,7 +40,8 @@ options:
     type: dict
     default: {}
   request:
-    description: C(scheme) (V(http) or V(https)), C(path) (default C(/ip)), C(urls) (host to URL), C(expected_status) (default C([200])).
+    description: C(scheme) (V(http) or V(https)), C(path) (default C(/ip)), C(urls) (host to URL), C(expected_status) (default C([200])),
+      C(version_path) and C(version_samples) (see O(versions)).
     type: dict
     default: {}
   retries:
@@ -67,6 +68,16 @@ options:
     description: Multi-network - the namespace of istiod, whose debug endpoints a primary's run reads.
     type: str
     default: istio-system
+  versions:
+    description:
+      - For each service with versioned routing, also request C(request.version_path) (default
+        C(/hostname), which go-httpbin - Istio's httpbin sample - answers with the pod's name)
+        C(request.version_samples) times (default 3): every answer must come from a pod of the
+        routed subset, whose Deployment the sample apps name C(<service>-<subset>).
+      - Meant for the sample apps (the role sets it with C(meshlink_deploy_sample_apps)); with your own
+        apps name the Deployments that way or leave it off.
+    type: bool
+    default: false
 extends_documentation_fragment:
   - meshlink.multicluster.connection
   - meshlink.multicluster.attributes.read_only
@@ -120,12 +131,14 @@ def main() -> None:
         'attempt_timeout': {'type': 'int', 'default': 10},
         'fail': {'type': 'bool', 'default': True},
         'istio_namespace': {'type': 'str', 'default': 'istio-system'},
+        'versions': {'type': 'bool', 'default': False},
     })
     params = module.params
     run_with_cluster(module, lambda cluster: verify_cluster(
         cluster, params['plan'], params['cluster'], client=params['client'], request=params['request'],
         retries=params['retries'], delay=params['delay'], timeout=params['timeout'],
-        attempt_timeout=params['attempt_timeout'], fail=params['fail'], istio_namespace=params['istio_namespace']))
+        attempt_timeout=params['attempt_timeout'], fail=params['fail'], istio_namespace=params['istio_namespace'],
+        versions=params['versions']))
 
 
 if __name__ == '__main__':

@@ -15,6 +15,7 @@ when its parent (the data plane) goes away.
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 import os
 import signal
@@ -79,6 +80,12 @@ def mesh_app(app, state_dir: str, cluster: str, namespace: str, pod: str, addres
             headers.append(("x-meshlink-path", label))
             return start_response(status, headers, exc_info)
 
+        if environ.get("PATH_INFO") == "/hostname":
+            # go-httpbin's endpoint (Istio's samples/httpbin serves mccutchen/go-httpbin since
+            # 1.19): the pod's host name, which the PyPI httpbin the lab runs does not have.
+            body = json.dumps({"hostname": pod}).encode()
+            sr("200 OK", [("Content-Type", "application/json"), ("Content-Length", str(len(body)))])
+            return [body]
         return app(environ, sr)
 
     return wrapped
