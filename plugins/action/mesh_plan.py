@@ -54,16 +54,21 @@ class ActionModule(ActionBase):
         for option, variable in MESH_VARIABLES.items():
             if option not in args:
                 continue
-            mine = json.dumps(args[option], sort_keys=True, default=str)
-            differing = []
+            # The hosts' values compared with each other (not with the task's argument: a task may
+            # pass its own value, e.g. services: [...] in a user's play, whatever the inventory holds).
+            values = {}
             for host in play_hosts:
                 value = self._host_var(task_vars, host, variable)
-                if value is not None and json.dumps(value, sort_keys=True, default=str) != mine:
-                    differing.append(host)
-            if differing:
-                problems.append('%s differs between the hosts of this run (%s differ from %s): set it once for the '
-                                'mesh (group_vars of the environment), not per host'
-                                % (variable, ', '.join(differing), task_vars.get('inventory_hostname')))
+                if value is not None:
+                    values[host] = json.dumps(value, sort_keys=True, default=str)
+            if len(set(values.values())) < 2:
+                continue
+            me = task_vars.get('inventory_hostname')
+            reference = me if me in values else next(iter(values))
+            differing = [h for h, v in values.items() if v != values[reference]]
+            problems.append('%s differs between the hosts of this run (%s differ from %s): set it once for the '
+                            'mesh (group_vars of the environment), not per host'
+                            % (variable, ', '.join(differing), reference))
         return problems
 
     def run(self, tmp: Any = None, task_vars: Optional[Dict[str, Any]] = None) -> Dict[str, Any]:
