@@ -106,7 +106,8 @@ def _gateway_of(service: Dict[str, Any], gateways: Dict[str, Any], errors: List[
                       'host name)' % (source, problem, source))
         return None
     if port is None:
-        errors.append('gateways.%s.port: %r is not a port (1-65535)' % (source, gateway.get('port')))
+        errors.append('gateways.%s.port: %r is not a port (1-65535) (meshlink_gateway_overrides.%s.port takes a port '
+                      'number)' % (source, gateway.get('port'), source))
         return None
     return address, port
 
