@@ -107,6 +107,41 @@ def source_gateways(plan: Mapping[str, Any], cluster: str, inspection_of: Callab
     return result
 
 
+def override_problems(plan: Mapping[str, Any], cluster: str, overrides: Any) -> List[str]:
+    """The ``meshlink_gateway_overrides`` entries ``cluster`` would use (the sources it consumes
+    from), checked as its reconcile checks them - an IP address or a host name, a port 1-65535 -
+    so that the inspection, before any cluster is written, stops the run on a bad one (the
+    reconcile of the consumer comes after the other clusters may have written)."""
+    from ansible_collections.meshlink.multicluster.plugins.module_utils._validate import (  # pylint: disable=import-outside-toplevel
+        address_problem,
+        port_number,
+    )
+    if not isinstance(overrides, Mapping):
+        return []
+    problems: List[str] = []
+    seen = set()
+    part = (plan.get('clusters') or {}).get(cluster) or {}
+    for service in part.get('consumes') or []:
+        source = service.get('cluster')
+        override = overrides.get(source)
+        if source in seen or not (isinstance(override, Mapping) and override):
+            continue  # no override: the source's inspection gives the gateway
+        seen.add(source)
+        address = override.get('address')
+        if not isinstance(address, str) or not address:
+            problems.append('meshlink_gateway_overrides.%s.address: %r is empty or not text - give the IP address or '
+                            'host name of the gateway of %s' % (source, address, source))
+        else:
+            problem = address_problem(address)
+            if problem:
+                problems.append('meshlink_gateway_overrides.%s.address: %s (an IP address or a host name)'
+                                % (source, problem))
+        if port_number(override.get('port')) is None:
+            problems.append('meshlink_gateway_overrides.%s.port: %r is not a port (1-65535)'
+                            % (source, override.get('port')))
+    return problems
+
+
 def _get(mapping: Any, *path: str) -> Any:
     for key in path:
         if not isinstance(mapping, Mapping):

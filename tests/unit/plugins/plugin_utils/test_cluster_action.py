@@ -210,3 +210,32 @@ def test_reconcile_action_adds_the_gateways_of_the_run():
     # Gateways given in the task are the task's; a plan that is no mapping is the module's to refuse.
     assert action.extra_args({'plan': single, 'cluster': 'cluster1', 'gateways': {}}, task_vars) == {}
     assert action.extra_args({'plan': 'x', 'cluster': 'cluster1'}, task_vars) == {}
+
+
+# -- override_problems: a bad meshlink_gateway_overrides entry stops the run at the inspection --
+
+@pytest.mark.parametrize('overrides, problems', [
+    (None, []),
+    ({}, []),
+    ({'cluster2': {}}, []),                                                # empty: the inspection's gateway
+    ({'cluster9': {'address': 'https://x'}}, []),                          # a source cluster1 does not consume
+    ({'cluster2': {'address': 'gw.example.com', 'port': 443}}, []),
+    ({'cluster2': {'address': '192.0.2.10', 'port': '15443'}}, []),
+    ({'cluster2': {'address': '192.0.2.10\n', 'port': 15443}}, ['meshlink_gateway_overrides.cluster2.address']),
+    ({'cluster2': {'address': ' 192.0.2.10', 'port': 15443}}, ['meshlink_gateway_overrides.cluster2.address']),
+    ({'cluster2': {'address': 'https://192.0.2.10:15443', 'port': 15443}},
+     ['meshlink_gateway_overrides.cluster2.address']),
+    ({'cluster2': {'address': '192.0.2.10:15443', 'port': 15443}}, ['meshlink_gateway_overrides.cluster2.address']),
+    ({'cluster2': {'address': '', 'port': 15443}}, ['meshlink_gateway_overrides.cluster2.address']),
+    ({'cluster2': {'address': '192.0.2.10', 'port': '15443x'}}, ['meshlink_gateway_overrides.cluster2.port']),
+    ({'cluster2': {'address': '192.0.2.10', 'port': True}}, ['meshlink_gateway_overrides.cluster2.port']),
+    ({'cluster2': {'address': '192.0.2.10'}}, ['meshlink_gateway_overrides.cluster2.port']),
+    ({'cluster2': {'address': 'https://x', 'port': 0}},
+     ['meshlink_gateway_overrides.cluster2.address', 'meshlink_gateway_overrides.cluster2.port']),
+])
+def test_override_problems(overrides, problems):
+    from ansible_collections.meshlink.multicluster.plugins.plugin_utils._cluster_action import override_problems
+    single = build_plan([seed_service()], ['cluster1', 'cluster2'])
+    found = override_problems(single, 'cluster1', overrides)
+    assert [p.split(':')[0] for p in found] == problems, found
+    assert override_problems(single, 'cluster2', overrides) == []          # cluster2 consumes nothing
