@@ -51,6 +51,7 @@ from ansible_collections.meshlink.multicluster.plugins.module_utils._objects imp
 )
 from ansible_collections.meshlink.multicluster.plugins.module_utils._ownership import DEFAULT_MESH, is_ours, part_of
 from ansible_collections.meshlink.multicluster.plugins.module_utils._reader import ClusterReader
+from ansible_collections.meshlink.multicluster.plugins.module_utils._validate import mesh_name_problem
 
 ROLES = ('consumer', 'source')
 ROLE_KINDS = {'consumer': ('ServiceEntry', 'DestinationRule', 'VirtualService'), 'source': ('DestinationRule',)}
@@ -146,6 +147,9 @@ def reconcile_remote_services(cluster: Any, services: Any, role: str, cluster_na
     """
     if role not in ROLES:
         raise InputError(['role: %r is not one of %s' % (role, ', '.join(ROLES))])
+    problem = mesh_name_problem(mesh)
+    if problem:
+        raise InputError(['mesh: %s' % problem])
     normalised = normalize_services(services, None)
     listed = {service_key(s['name'], s['namespace']) for s in normalised}
     # Rendered before the first API call so that a missing gateway or VIP fails with nothing

@@ -44,6 +44,7 @@ from ansible_collections.meshlink.multicluster.plugins.module_utils import _isti
 from ansible_collections.meshlink.multicluster.plugins.module_utils._client import ObjectRef, core_path
 from ansible_collections.meshlink.multicluster.plugins.module_utils._errors import ApiError
 from ansible_collections.meshlink.multicluster.plugins.module_utils._reader import ClusterReader
+from ansible_collections.meshlink.multicluster.plugins.module_utils._validate import mesh_name_problem
 from ansible_collections.meshlink.multicluster.plugins.module_utils._names import (
     ISTIO_NAMESPACE,
     NETWORKING_GROUP,
@@ -544,6 +545,9 @@ def allocate_in_cluster(cluster: Any, hosts: Any, pool: Optional[str] = None, ex
         fixed = {}
     if retries < 0:
         errors.append('retries: must be 0 or more')
+    problem = mesh_name_problem(mesh)
+    if problem:
+        errors.append('mesh: %s' % problem)
     if errors:
         raise InputError(errors)
     parse_exclude(exclude)

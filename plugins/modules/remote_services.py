@@ -21,12 +21,12 @@ description:
   - Mode C(egress_gateway) gives the gateway endpoint C(network=external) and adds the endpoint
     C(istio-egressgateway.istio-system.svc.cluster.local) on port 15443 (with subsets, one such
     pair per subset).
-  - Objects are written by server-side apply with field manager C(meshlink), only when their spec
-    or labels differ, so a second run writes nothing and reports no change. The API version is
-    the newest C(networking.istio.io) version the cluster serves.
-  - Every object carries C(app.kubernetes.io/managed-by=meshlink) and
-    C(multicluster.meshlink.io/service=<name>.<namespace>). An object with a wanted name but
-    without those labels is never overwritten; the task fails before writing anything.
+  - Objects are created (POST) or updated by server-side apply with field manager C(meshlink), only
+    when their spec or labels differ, so a second run writes nothing and reports no change. The
+    API version is the newest C(networking.istio.io) version the cluster serves.
+  - Every object carries C(app.kubernetes.io/managed-by=meshlink), C(meshlink.io/mesh=<mesh>) and
+    C(multicluster.meshlink.io/service=<name>.<namespace>). An object with a wanted name that is
+    not this mesh's is never overwritten; the task fails before writing anything.
   - Objects of listed services that are no longer wanted (subsets removed, consumer moved) are
     deleted. O(state=absent) deletes every object of the listed services in this cluster
     (found by label); O(prune) also deletes objects of services no longer listed.
@@ -69,11 +69,16 @@ options:
     default: present
   prune:
     description:
-      - With O(state=present), also delete the objects of this O(role) in this cluster that belong
-        to services no longer in O(services).
+      - With O(state=present), also delete this mesh's objects of this O(role) in this cluster that
+        belong to services no longer in O(services).
     type: bool
     default: false
+  mesh:
+    description: The mesh the objects belong to (label C(meshlink.io/mesh)).
+    type: str
+    default: default
 extends_documentation_fragment:
+  - meshlink.multicluster.force_conflicts
   - meshlink.multicluster.connection
   - meshlink.multicluster.connection.action_group
 attributes:
@@ -148,12 +153,13 @@ diff:
       after: {kind: ServiceEntry, metadata: {name: httpbin-bar, namespace: foo}, spec: {hosts: [httpbin.bar.global]}}
 '''
 
+from ansible_collections.meshlink.multicluster.plugins.module_utils._client import force_conflicts_argument_spec
 from ansible_collections.meshlink.multicluster.plugins.module_utils._module import kube_module, run_with_cluster
 from ansible_collections.meshlink.multicluster.plugins.module_utils._remote import ROLES, reconcile_remote_services
 
 
 def main() -> None:
-    module = kube_module({
+    spec = {
         'services': {'type': 'list', 'elements': 'dict', 'required': True},
         'role': {'type': 'str', 'choices': list(ROLES), 'required': True},
         'cluster': {'type': 'str', 'required': True},
@@ -161,11 +167,15 @@ def main() -> None:
         'vips': {'type': 'dict', 'default': {}},
         'state': {'type': 'str', 'choices': ['present', 'absent'], 'default': 'present'},
         'prune': {'type': 'bool', 'default': False},
-    })
+        'mesh': {'type': 'str', 'default': 'default'},
+    }
+    spec.update(force_conflicts_argument_spec())
+    module = kube_module(spec)
     params = module.params
     run_with_cluster(module, lambda cluster: reconcile_remote_services(
         cluster, params['services'], params['role'], params['cluster'], gateways=params['gateways'],
-        vips=params['vips'], state=params['state'], prune=params['prune']))
+        vips=params['vips'], state=params['state'], prune=params['prune'], mesh=params['mesh'],
+        force_conflicts=params['force_conflicts']))
 
 
 if __name__ == '__main__':

@@ -17,10 +17,12 @@ description:
     any ServiceEntry of the cluster (all namespaces), by another allocated host, or excluded by
     O(exclude); the network and broadcast addresses of the pool are skipped.
   - 'Allocations are stored in the ConfigMap O(store_namespace)/O(store_name) (data
-    C(<host>: <ip>), label C(app.kubernetes.io/managed-by=meshlink)) and written with its
-    resourceVersion, so two runs allocating at once cannot hand out one address twice; a
-    conflicting write is retried up to O(retries) times. The ConfigMap is deleted when its last
-    host is released. A ConfigMap of that name without the label is never touched.'
+    C(<host>: <ip>), labels C(app.kubernetes.io/managed-by=meshlink), C(meshlink.io/mesh=<mesh>),
+    C(meshlink.io/component=vip-store)) and written with its resourceVersion, so two runs
+    allocating at once cannot hand out one address twice; a conflicting write is retried up to
+    O(retries) times. The ConfigMap is deleted when its last host is released. A ConfigMap of
+    that name that is not this mesh's is never touched.'
+  - The addresses other meshes' VIP stores hold in the same cluster are avoided too (read, never written).
 author:
   - Meshlink contributors (@meshlink)
 options:
@@ -59,9 +61,12 @@ options:
     type: str
     default: istio-system
   store_name:
-    description: Name of the ConfigMap holding the allocations.
+    description: Name of the ConfigMap holding the allocations; default C(meshlink-vips-<mesh>).
     type: str
-    default: meshlink-vips
+  mesh:
+    description: The mesh the allocations belong to (label C(meshlink.io/mesh)).
+    type: str
+    default: default
   retries:
     description: How many times a write that lost a race (HTTP 409) is retried after re-reading.
     type: int
@@ -127,6 +132,11 @@ pool:
   returned: success
   type: str
   sample: 240.0.0.0/16
+store:
+  description: The VIP store as C(namespace/name).
+  returned: success
+  type: str
+  sample: istio-system/meshlink-vips-default
 istio_version:
   description: The istiod version read from the cluster, null when unknown.
   returned: success
@@ -156,14 +166,15 @@ def main() -> None:
         'fixed': {'type': 'dict', 'default': {}},
         'state': {'type': 'str', 'choices': ['present', 'absent'], 'default': 'present'},
         'store_namespace': {'type': 'str', 'default': 'istio-system'},
-        'store_name': {'type': 'str', 'default': 'meshlink-vips'},
+        'store_name': {'type': 'str'},
+        'mesh': {'type': 'str', 'default': 'default'},
         'retries': {'type': 'int', 'default': 10},
     })
     params = module.params
     run_with_cluster(module, lambda cluster: allocate_in_cluster(
         cluster, params['hosts'], pool=params['pool'], exclude=params['exclude'], fixed=params['fixed'],
         state=params['state'], store_namespace=params['store_namespace'], store_name=params['store_name'],
-        retries=params['retries'], check_mode=module.check_mode))
+        retries=params['retries'], check_mode=module.check_mode, mesh=params['mesh']))
 
 
 if __name__ == '__main__':
