@@ -18,7 +18,7 @@ from typing import Any, Dict, Optional
 
 from ansible_collections.meshlink.multicluster.plugins.module_utils import _validate
 
-COLLECTION_VERSION = '0.1.0'  # kept equal to galaxy.yml by tests/unit (test_client.py)
+COLLECTION_VERSION = '0.2.0'  # kept equal to galaxy.yml by tests/unit (test_client.py)
 
 FIELD_MANAGER = 'meshlink'
 MANAGED_BY_LABEL = 'app.kubernetes.io/managed-by'
