@@ -158,7 +158,8 @@ def dns_capture_on(mesh_config: Optional[Dict[str, Any]]) -> bool:
 def evaluate_istiod(deployments: Sequence[Dict[str, Any]], namespace: Optional[Dict[str, Any]],
                     identity: Dict[str, Any], primary_name: Optional[str]) -> Tuple[List[Dict[str, str]], Dict[str, Any]]:
     """istiod of a primary: present, its CLUSTER_ID the plan's cluster name; a remote: no istiod
-    of its own, and its Istio namespace names its primary as control plane."""
+    of its own, and its Istio namespace names its primary as control plane. ``primary_name`` is
+    the primary's cluster name (its CLUSTER_ID), which the annotation lists (or ``*``: any)."""
     facts: Dict[str, Any] = {'istio_version': None, 'cluster_id': None}
     istiod = _istio.find_istiod(deployments)
     name = identity['cluster_name']
@@ -170,7 +171,7 @@ def evaluate_istiod(deployments: Sequence[Dict[str, Any]], namespace: Optional[D
                                  'A remote is served by its primary\'s istiod (%s): install it with the remote profile, or '
                                  'set meshlink_istio_role: primary' % primary_name))
         planes = [p.strip() for p in annotations_of(namespace).get(CONTROL_PLANE_ANNOTATION, '').split(',') if p.strip()]
-        if planes and primary_name not in planes:
+        if planes and primary_name not in planes and '*' not in planes:
             checks.append(result('istiod', 'fail', 'The Istio namespace names %s as control plane (%s), the inventory '
                                  'says %s' % (', '.join(planes), CONTROL_PLANE_ANNOTATION, primary_name),
                                  'Set meshlink_istio_primary to the cluster whose istiod serves this remote'))

@@ -245,7 +245,9 @@ def inspect_multinet(cluster: Any, plan: Dict[str, Any], name: str, multinetwork
         mesh_ns, 'exists' if namespace else 'does not exist'), '' if namespace else 'Install Istio in this cluster'))
     identity = cluster.identity()
     deployments = reader.deployments(mesh_ns) if namespace else []
-    istiod_checks, facts = mn.evaluate_istiod(deployments, namespace, istio, istio['primary'])
+    # The annotation of a remote lists cluster names (CLUSTER_IDs), not inventory hosts.
+    primary_name = plan['istio'][istio['primary']]['cluster_name']
+    istiod_checks, facts = mn.evaluate_istiod(deployments, namespace, istio, primary_name)
     for check in istiod_checks:
         add(check)
     out.update(facts)
