@@ -231,7 +231,9 @@ def evaluate_network(namespace: Optional[Dict[str, Any]], gateway: Optional[Dict
 
 def gateway_address(service: Dict[str, Any], nodes: Sequence[Dict[str, Any]]) -> Optional[Dict[str, Any]]:
     """Where istiod finds the east-west gateway: load balancer IP or host name, externalIPs, or
-    with the nodeSelector annotation a node address and the nodePort (network.go in Istio)."""
+    for a NodePort Service with the nodeSelector annotation the ExternalIP of a node whose labels
+    hold the annotation's (a JSON object; unreadable: any node) and the nodePort (Istio's kube
+    controller: nodes without an ExternalIP are skipped)."""
     port_label = labels_of(service).get(GATEWAY_PORT_LABEL)
     port = int(port_label) if port_label and port_label.isascii() and port_label.isdigit() else EASTWEST_PORT
     for item in ((service.get('status') or {}).get('loadBalancer') or {}).get('ingress') or []:
@@ -239,14 +241,25 @@ def gateway_address(service: Dict[str, Any], nodes: Sequence[Dict[str, Any]]) ->
             return {'address': item['ip'], 'port': port, 'kind': 'ip'}
         if item.get('hostname'):
             return {'address': item['hostname'], 'port': port, 'kind': 'hostname'}
-    for address in (service.get('spec') or {}).get('externalIPs') or []:
+    spec = service.get('spec') or {}
+    for address in spec.get('externalIPs') or []:
         return {'address': address, 'port': port, 'kind': 'external_ip'}
-    if NODE_SELECTOR_ANNOTATION in annotations_of(service):
-        node_port = next((p.get('nodePort') for p in (service.get('spec') or {}).get('ports') or []
+    notes = annotations_of(service)
+    if NODE_SELECTOR_ANNOTATION in notes and spec.get('type') == 'NodePort':
+        try:
+            selector = json.loads(notes[NODE_SELECTOR_ANNOTATION] or '{}')
+        except ValueError:
+            selector = {}
+        if not isinstance(selector, dict):
+            selector = {}
+        node_port = next((p.get('nodePort') for p in spec.get('ports') or []
                           if p.get('port') == port and p.get('nodePort')), None)
-        for node in nodes:
+        for node in nodes if node_port else []:
+            node_labels = labels_of(node)
+            if any(node_labels.get(k) != v for k, v in selector.items()):
+                continue
             for entry in (node.get('status') or {}).get('addresses') or []:
-                if entry.get('type') in ('ExternalIP', 'InternalIP') and node_port:
+                if entry.get('type') == 'ExternalIP' and entry.get('address'):
                     return {'address': entry['address'], 'port': node_port, 'kind': 'node'}
     return None
 
