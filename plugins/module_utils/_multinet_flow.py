@@ -62,6 +62,23 @@ ISTIO_KINDS = ('Gateway', 'VirtualService', 'DestinationRule')
 PARTS = (mn.EASTWEST_PART, mn.READER_PART, mn.SECRET_PART)
 
 
+_TRUE = ('true', 'yes', 'on', '1', 'y', 't')
+_FALSE = ('false', 'no', 'off', '0', 'n', 'f')
+
+
+def _switch(value: Any, path: str, errors: List[str]) -> bool:
+    """A boolean option as Ansible reads one: a templated or ``-e`` value arrives as text, and
+    ``"false"`` must not turn a switch on."""
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, int) and value in (0, 1):
+        return bool(value)
+    if isinstance(value, str) and value.strip().lower() in _TRUE + _FALSE:
+        return value.strip().lower() in _TRUE
+    errors.append('%s: %r is not true or false' % (path, value))
+    return False
+
+
 def settings_of(raw: Optional[Dict[str, Any]]) -> Dict[str, Any]:
     """The ``multinetwork`` option, validated: ``eastwest``, ``reader``, ``dns``,
     ``allow_loopback_api_server``, ``istio_namespace``."""
@@ -96,6 +113,12 @@ def settings_of(raw: Optional[Dict[str, Any]]) -> Dict[str, Any]:
     if not errors and not 0 <= reader['renew_before'] < reader['token_lifetime']:
         errors.append('multinetwork.reader.renew_before: %d must be less than token_lifetime (%d)'
                       % (reader['renew_before'], reader['token_lifetime']))
+    eastwest['expose_all'] = _switch(eastwest['expose_all'], 'multinetwork.eastwest.expose_all', errors)
+    for key in ('rotate', 'secrets'):
+        reader[key] = _switch(reader[key], 'multinetwork.reader.%s' % key, errors)
+    loopback = raw.get('allow_loopback_api_server')
+    loopback = _switch(loopback, 'multinetwork.allow_loopback_api_server', errors) if loopback not in (None, '') \
+        else False
     dns = raw.get('dns') or 'auto'
     if dns not in mn.DNS_MODES:
         errors.append('multinetwork.dns: %r is not one of %s' % (dns, ', '.join(mn.DNS_MODES)))
@@ -104,7 +127,7 @@ def settings_of(raw: Optional[Dict[str, Any]]) -> Dict[str, Any]:
     if errors:
         raise InputError(errors)
     return {'eastwest': eastwest, 'reader': reader, 'dns': dns,
-            'allow_loopback_api_server': bool(raw.get('allow_loopback_api_server')),
+            'allow_loopback_api_server': loopback,
             'istio_namespace': raw.get('istio_namespace') or 'istio-system'}
 
 
