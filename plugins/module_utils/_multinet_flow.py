@@ -509,6 +509,7 @@ def reconcile_multinet(cluster: Any, plan: Dict[str, Any], name: str, state: Dic
         if check_mode:
             lines.append('%s: would mint a token for the istiod of %s (%s)' % (name, reader, why))
             tokens[reader] = {'token': '', 'expires': '', 'why': why}
+            outcome.changed = True  # as the real run reports it
             continue
         token = request_token(cluster, mesh_ns, mn.reader_account(reader_name), settings['reader']['token_lifetime'])
         tokens[reader] = {'token': token['token'], 'expires': token['expires'], 'why': why,
@@ -546,6 +547,7 @@ def write_remote_secrets(cluster: Any, plan: Any, name: str, state: Any, peers: 
     lines: List[str] = []
     missing = []
     keep = set()
+    would_change = False
     for peer in part['reads']:
         peer_name = plan['istio'][peer]['cluster_name']
         key = ('Secret', mesh_ns, mn.secret_name(peer_name))
@@ -557,6 +559,7 @@ def write_remote_secrets(cluster: Any, plan: Any, name: str, state: Any, peers: 
             continue
         if not token.get('token'):  # check mode: the peer would mint one
             lines.append('%s: %s would get a new token (%s)' % (name, describe_key(key), token.get('why')))
+            would_change = True
             continue
         connection = token['connection']
         config = render_kubeconfig(peer_name, connection['server'], token['token'], ca=connection.get('ca'))
@@ -582,7 +585,8 @@ def write_remote_secrets(cluster: Any, plan: Any, name: str, state: Any, peers: 
     # Secret data never goes into a diff.
     diff = [{'before_header': d['before_header'], 'after_header': d['after_header'],
              'before': _redacted(d['before']), 'after': _redacted(d['after'])} for d in outcome.diff]
-    return {'changed': outcome.changed, 'objects': outcome.objects, 'lines': lines or ['%s: remote secrets current' % name],
+    return {'changed': outcome.changed or would_change, 'objects': outcome.objects,
+            'lines': lines or ['%s: remote secrets current' % name],
             'diff': diff, 'warnings': outcome.warnings}
 
 
