@@ -3,21 +3,30 @@
 Each drill prints one line `DRILL <name>: PASS|FAIL <counts>` (shown even when pytest captures
 output). The drills run after the rest of the e2e suite (the file name sorts last) on the lab
 of the `mesh` fixture, using only cluster1 and cluster2, their own namespaces (`drill-*`),
-their own VIP pool (240.77.0.0/16) and their own VIP store names, so that they do not meet
-the objects of the other tests.
+their own VIP pool (240.77.0.0/16), their own VIP store names and their own meshes
+(`meshlink_mesh: drill-*`: a setup prunes what its mesh no longer wants and a teardown deletes
+by the mesh's labels, so a drill in the default mesh would meet the objects of the other
+tests). They run with the lab's admin kubeconfig: they make their own namespaces and foreign
+objects, as an administrator would.
 
 - concurrency: 8 concurrent VIP allocations (Python processes with real clients, released at
   the same instant), 50 hosts each, 5 rounds: 400 distinct addresses every round, none held
   by a ServiceEntry that existed before, the store holding exactly what each process was
-  told; then 8 concurrent setup.yml runs adding different services: each succeeds or fails
+  told; then 8 concurrent setup.yml runs of one mesh adding different services
+  (meshlink_prune: false, so that no run prunes what the others add): each succeeds or fails
   with a conflict message, a rerun converges, no duplicate VIP.
 - apiserver_lost: `lab stop-apiserver cluster2` while setup writes to cluster2: the run fails
   within the request timeout naming cluster2; after `lab start-apiserver cluster2` a rerun
   converges to exactly the objects of an undisturbed run.
-- bad_input: a table of wrong inputs across modules and roles; each fails with a message
-  naming the field or object, and both clusters are unchanged (resourceVersions of every
-  ServiceEntry, VirtualService, DestinationRule and ConfigMap).
-- ownership: teardown where objects carry our names but not our labels deletes none of them.
+- bad_input: a table of wrong inputs across modules and the role, by classes of input
+  (whitespace, Unicode look-alikes and non-ASCII digits, types Python would coerce, values of
+  another field's grammar, and the single cases); each fails with a message naming the field
+  or object, and both clusters are unchanged (resourceVersions of every ServiceEntry,
+  VirtualService, DestinationRule and ConfigMap, the VIP stores included).
+- ownership: teardown where objects carry our names but not our labels (or another mesh's)
+  deletes none of them; a foreign ConfigMap at the store name is left alone with a warning;
+  two meshes on the same clusters: tearing one down (meshlink_teardown_all) leaves the other's
+  objects, VIP store and connectivity as they were.
 - secrets: with token connection variables, the token is in no log line, -vvv output or
   ansible-runner artifact.
 """
@@ -29,9 +38,11 @@ import ipaddress
 import json
 import os
 import re
+import signal
 import subprocess
 import sys
 import tempfile
+import itertools
 import textwrap
 import threading
 import time
@@ -49,14 +60,30 @@ CLUSTERS = ("cluster1", "cluster2")
 POOL = "240.77.0.0/16"
 MANAGED_BY = "app.kubernetes.io/managed-by"
 SERVICE_LABEL = "multicluster.meshlink.io/service"
+MESH_LABEL = "meshlink.io/mesh"
 ISTIO_KINDS = ("serviceentries.networking.istio.io", "virtualservices.networking.istio.io",
                "destinationrules.networking.istio.io")
 SNAPSHOT_KINDS = ",".join(ISTIO_KINDS + ("configmaps",))
+LEADER_ANNOTATION = "control-plane.alpha.kubernetes.io/leader"
 PORTS = [{"name": "http1", "number": 8000, "protocol": "http"}]
 REQUEST_TIMEOUT = 30  # the modules' default request_timeout
 
 
 # ------------------------------------------------------------------ helpers
+
+class _InventoryDumper(yaml.SafeDumper):
+    """Writes a string with a newline as a YAML block scalar (``|``), as a user's inventory has
+    it: ``name: |`` followed by ``drill-bi`` loads as "drill-bi\\n"."""
+
+
+def _represent_str(dumper: yaml.SafeDumper, value: str) -> yaml.Node:
+    if "\n" in value:
+        return dumper.represent_scalar("tag:yaml.org,2002:str", value, style="|")
+    return dumper.represent_scalar("tag:yaml.org,2002:str", value)
+
+
+_InventoryDumper.add_representer(str, _represent_str)
+
 
 class Lab:
     """Direct kubectl on the lab kubeconfig (faster than `lab kubectl` for many reads)."""
@@ -93,11 +120,14 @@ class Lab:
 
         Leaves out `kube-root-ca.crt`: the controller-manager puts one in every namespace and it
         goes with its namespace, so a namespace of another drill that finishes terminating would
-        show up as a change nobody in the run made."""
+        show up as a change nobody in the run made. Leaves out leader-election locks (ConfigMaps
+        annotated control-plane.alpha.kubernetes.io/leader): the lab's istiod renews them every
+        few seconds."""
         def one(ctx: str) -> Dict[str, str]:
             return {f"{ctx} {o['kind']} {o['metadata'].get('namespace', '')}/{o['metadata']['name']}":
                     o["metadata"]["resourceVersion"] for o in self.items(ctx, SNAPSHOT_KINDS, "-A")
-                    if o["metadata"]["name"] != "kube-root-ca.crt"}
+                    if o["metadata"]["name"] != "kube-root-ca.crt"
+                    and LEADER_ANNOTATION not in (o["metadata"].get("annotations") or {})}
         with ThreadPoolExecutor(max_workers=2) as pool:
             parts = list(pool.map(one, CLUSTERS))
         return {k: v for part in parts for k, v in part.items()}
@@ -144,16 +174,19 @@ class Lab:
 
     # -- ansible ---------------------------------------------------------------------------
 
-    def inventory(self, services: Any, hosts: Optional[Dict[str, Dict[str, Any]]] = None, **extra: Any) -> Path:
+    def inventory(self, services: Any, hosts: Optional[Dict[str, Dict[str, Any]]] = None, mesh: str = "drill",
+                  **extra: Any) -> Path:
+        """An inventory of cluster1 and cluster2 (admin kubeconfig) for the drills' own ``mesh``."""
         hosts = hosts if hosts is not None else {c: {"meshlink_context": c} for c in CLUSTERS}
         inv = {"all": {
             "vars": {"ansible_connection": "local", "ansible_python_interpreter": sys.executable,
                      "meshlink_kubeconfig": self.kubeconfig, "meshlink_deploy_sample_apps": False,
-                     "meshlink_vip_pool": POOL, "meshlink_services": services, **extra},
+                     "meshlink_mesh": mesh, "meshlink_vip_pool": POOL, "meshlink_services": services, **extra},
             "hosts": hosts,
         }}
         path = self.tmp / f"inventory-{uuid.uuid4().hex[:8]}.yml"
-        path.write_text(yaml.safe_dump(inv, sort_keys=False), encoding="utf-8")
+        path.write_text(yaml.dump(inv, Dumper=_InventoryDumper, sort_keys=False, allow_unicode=True), encoding="utf-8")
+        assert yaml.safe_load(path.read_text(encoding="utf-8")) == inv, "the inventory does not load back as written"
         return path
 
     @staticmethod
@@ -318,23 +351,22 @@ def test_drill_concurrent_setup_runs(lab: Lab, say):
                 for k in range(runs)}
     everything = [s for k in range(runs) for s in services[k]]
     counts: Dict[str, Any] = {"runs": runs, "succeeded": 0, "failed_with_conflict": 0, "reruns": 0,
-                              "vip_store_attempts": [],
                               "service_entries": 0, "distinct_vips": 0, "union_rerun_changed": None}
     lab.drop_store("cluster1", store)
     lab.namespaces("cluster1", cons_ns)
     lab.namespaces("cluster2", src_ns)
-    inventories = {k: lab.inventory(services[k], meshlink_vip_store_name=store) for k in range(runs)}
-    union = lab.inventory(everything, meshlink_vip_store_name=store)
+    # One mesh, eight inventories each adding its services: without prune, so that a run does not
+    # delete (as no longer wanted) what the others add; the union run (prune on) converges.
+    inventories = {k: lab.inventory(services[k], mesh="drill-cs", meshlink_vip_store_name=store,
+                                    meshlink_prune=False) for k in range(runs)}
+    union = lab.inventory(everything, mesh="drill-cs", meshlink_vip_store_name=store)
     try:
         with drill(say, "concurrency/setup.yml", counts):
-            # -v: the vip_allocate result (with its read-allocate-write `attempts`) is printed
-            started = [(k, lab.start("setup", inventories[k], "-v")) for k in range(runs)]
+            started = [(k, lab.start("setup", inventories[k])) for k in range(runs)]
             outcomes = {}
             for k, proc in started:
                 out, _ = proc.communicate(timeout=1200)
                 outcomes[k] = (proc.returncode, out)
-            counts["vip_store_attempts"] = [int(a) for _rc, out in outcomes.values()
-                                            for a in re.findall(r"^\s*attempts: (\d+)$", out, re.M)]
             unclear = []
             for k, (rc, out) in outcomes.items():
                 if rc == 0:
@@ -403,13 +435,43 @@ def _wait_leases_renewed(lab: Lab, ctx: str, since: float, timeout: float = 90) 
         time.sleep(1)
 
 
+def _process_tree(pid: int) -> List[int]:
+    """``pid`` and every process below it (from /proc)."""
+    children: Dict[int, List[int]] = {}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            ppid = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
+        except (OSError, ValueError, IndexError):
+            continue
+        children.setdefault(ppid, []).append(int(entry.name))
+    tree, todo = [pid], [pid]
+    while todo:
+        for child in children.get(todo.pop(), []):
+            tree.append(child)
+            todo.append(child)
+    return tree
+
+
+def _signal_all(pids: List[int], sig: int) -> None:
+    for pid in pids:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, sig)
+
+
+PLAIN, VERSIONED = 100, 3  # services of the apiserver drill; cluster2 gets 1 + 3 objects per plain + versioned one
+
+
 def test_drill_apiserver_lost_mid_run(lab: Lab, say):
     store = "drill-vips-apiserver"
-    services = [service(f"drill-a{i}", "drill-as", "cluster1", "cluster2", "drill-ac") for i in range(27)] + \
-        [versioned(f"drill-av{i}", "drill-as", "cluster1", "cluster2", "drill-ac") for i in range(3)]
-    inventory = lab.inventory(services, meshlink_vip_store_name=store)
+    services = [service(f"drill-a{i}", "drill-as", "cluster1", "cluster2", "drill-ac") for i in range(PLAIN)] + \
+        [versioned(f"drill-av{i}", "drill-as", "cluster1", "cluster2", "drill-ac") for i in range(VERSIONED)]
+    in_cluster2 = PLAIN + 3 * VERSIONED
+    inventory = lab.inventory(services, mesh="drill-api", meshlink_vip_store_name=store)
     counts: Dict[str, Any] = {"services": len(services), "objects_reference": 0, "seconds_to_fail_after_stop": None,
-                              "objects_after_rerun": 0, "differences": None, "rerun_changed_after_converge": None}
+                              "cluster2_objects_at_stop": None, "objects_after_rerun": 0, "differences": None,
+                              "rerun_changed_after_converge": None}
     lab.namespaces("cluster1", "drill-as")
     lab.namespaces("cluster2", "drill-ac")
     stopped = False
@@ -419,25 +481,36 @@ def test_drill_apiserver_lost_mid_run(lab: Lab, say):
             assert reference_run.rc == 0, show(reference_run)
             reference = _objects(lab, store)
             counts["objects_reference"] = len(reference) - 1
-            assert counts["objects_reference"] == 27 + 3 * 3 + 3, sorted(reference)
+            assert counts["objects_reference"] == in_cluster2 + VERSIONED, sorted(reference)
             down = lab.play("teardown", inventory)
             assert down.rc == 0, show(down)
             assert len(_objects(lab, store)) == 1 and not lab.store("cluster2", store)
 
             # The disturbed run: cluster2's API server goes away right after the VIP store is
-            # written, while the ServiceEntries are being applied.
-            proc = lab.start("setup", inventory)
+            # written, while the ServiceEntries are being applied. The reconcile writes the store
+            # and its objects in one module run, one object at a time here (workers 1): as soon as
+            # the store shows, the whole run is frozen (SIGSTOP), the API server stopped, and the
+            # run resumed (SIGCONT), so that the loss lands between two of its writes.
+            proc = lab.start("setup", inventory, "-e", "meshlink_workers=1")
             deadline = time.monotonic() + 600
             while proc.poll() is None and time.monotonic() < deadline:
                 if lab.get("cluster2", "configmap", store, "-n", "istio-system") is not None:
                     break
-                time.sleep(0.1)
-            assert proc.poll() is None, "setup finished before its VIP store appeared in cluster2"
-            stop = subprocess.run([str(LAB), "stop-apiserver", "cluster2"], capture_output=True, text=True,
-                                  check=False, timeout=60)
-            stopped_at = time.monotonic()
-            stopped = True
-            assert stop.returncode == 0, stop.stderr
+                time.sleep(0.05)
+            frozen = _process_tree(proc.pid)
+            _signal_all(frozen, signal.SIGSTOP)
+            try:
+                assert proc.poll() is None, "setup finished before its VIP store appeared in cluster2"
+                counts["cluster2_objects_at_stop"] = len(lab.items("cluster2", ",".join(ISTIO_KINDS), "-n", "drill-ac"))
+                assert counts["cluster2_objects_at_stop"] < in_cluster2, \
+                    f"the run had written all {in_cluster2} objects of cluster2 before it was frozen: nothing to lose"
+                stop = subprocess.run([str(LAB), "stop-apiserver", "cluster2"], capture_output=True, text=True,
+                                      check=False, timeout=60)
+                stopped_at = time.monotonic()
+                stopped = True
+                assert stop.returncode == 0, stop.stderr
+            finally:
+                _signal_all(frozen, signal.SIGCONT)
             try:
                 out, _ = proc.communicate(timeout=REQUEST_TIMEOUT + 150)
             except subprocess.TimeoutExpired:
@@ -447,8 +520,8 @@ def test_drill_apiserver_lost_mid_run(lab: Lab, say):
             text = flat(out)
             assert proc.returncode != 0, f"setup succeeded although cluster2 was down:\n{out[-3000:]}"
             assert "FAILED on cluster2" in text and "cannot reach the API server" in text, text[-3000:]
-            step = re.search(r"FAILED on cluster2 at step (\S+ \([^)]*\)), task \"([^\"]*)\"", text)
-            counts["failed_at"] = f"{step.group(1)}: {step.group(2)}" if step else "?"
+            step = re.search(r"FAILED on cluster2 at task \"([^\"]*)\"", text)
+            counts["failed_at"] = step.group(1) if step else "?"
             # every request is bounded by request_timeout; the rest is ansible finishing the run
             assert counts["seconds_to_fail_after_stop"] <= REQUEST_TIMEOUT + 60, counts
 
@@ -526,8 +599,8 @@ SETUP_CASES = [
     ("vip_not_an_address", [bad_service(vip="240.77.0.300")], {}, {}, ["services[0].vip", "240.77.0.300"]),
     ("services_not_a_list", "drill-bi", {}, {}, ["meshlink_services", "is of type str"]),
     ("vip_pool_not_a_network", [bad_service()], {"meshlink_vip_pool": "240.77.0.1/16"}, {},
-     ["vip_pool", "240.77.0.1/16", "host bits"]),
-    ("vip_pool_multicast", [bad_service()], {"meshlink_vip_pool": "224.1.0.0/16"}, {}, ["vip_pool", "multicast"]),
+     ["vip.pool", "240.77.0.1/16", "host bits"]),
+    ("vip_pool_multicast", [bad_service()], {"meshlink_vip_pool": "224.1.0.0/16"}, {}, ["vip.pool", "multicast"]),
     ("vip_pool_too_small", [bad_service(name=f"drill-bi{i}") for i in range(3)],
      {"meshlink_vip_pool": "240.77.9.0/30"}, {}, ["240.77.9.0/30", "no free address"]),
     ("fixed_vip_outside_pool", [bad_service(vip="10.1.2.3")], {}, {}, [f"fixed.{BAD_HOST}", "outside the pool"]),
@@ -552,9 +625,104 @@ SETUP_CASES = [
     ("gateway_without_15443", [bad_service()],
      {"meshlink_gateway_namespace": BAD_NS, "meshlink_gateway_selector": {"app": "drill-noport"}}, {},
      ["FAILED on cluster2", "drill-gw-noport", "15443"]),
+    # objects in the way are named at inspect, before any write
     ("foreign_vip_store", [bad_service()], {"meshlink_vip_store_name": "drill-foreign-store"}, {},
-     ["ConfigMap istio-system/drill-foreign-store", "not managed by meshlink"]),
+     ["ConfigMap istio-system/drill-foreign-store (the VIP store) exists and was not made by meshlink"]),
+    ("vip_store_of_another_mesh", [bad_service()], {"meshlink_vip_store_name": "drill-other-mesh-store"}, {},
+     ["ConfigMap istio-system/drill-other-mesh-store (the VIP store) exists and belongs to mesh drill-other"]),
+    ("foreign_object_at_our_name", [bad_service(name="drill-fo")], {}, {},
+     ["ServiceEntry drill-bad/drill-fo-drill-bad exists and was not made by meshlink"]),
+    ("object_of_another_mesh_at_our_name", [bad_service(name="drill-om")], {}, {},
+     ["ServiceEntry drill-bad/drill-om-drill-bad exists and belongs to mesh drill-other"]),
 ]
+
+
+_MARKERS = itertools.count(1)
+
+
+def versioned_bad(**over: Any) -> Dict[str, Any]:
+    """The bad service with subsets and a name of its own (drill-g<N>): its source cluster
+    (cluster2) then has a DestinationRule to write, drill-g<N>-drill-bad-local, so a check that
+    came after the barrier shows as a new object in cluster2, named after the case."""
+    return bad_service(**{"name": f"drill-g{next(_MARKERS)}",
+                          "subsets": [{"name": "v1", "endpoint_labels": {"version": "v1"},
+                                       "pod_labels": {"version": "v1"}}], "route_subset": "v1", **over})
+
+
+def with_port(number: Any) -> Dict[str, Any]:
+    return bad_service(ports=[{"name": "http1", "number": number, "protocol": "http"}])
+
+
+NOTHING_WRITTEN = "nothing was written to any cluster"  # the setup playbook's summary when it stopped at the barrier
+
+
+def override(address: Any, port: Any = 15443) -> Dict[str, Any]:
+    return {"meshlink_gateway_overrides": {"cluster2": {"address": address, "port": port}}}
+
+
+# Classes of bad input, through setup.yml; each must fail before any write, naming the field.
+#   whitespace: a trailing newline (what a YAML block scalar `name: |` gives), a tab, a leading
+#   space, a no-break space (U+00A0) - in a service name, a port, a label value, a gateway
+#   address override (never stripped: " x" is not "x").
+WHITESPACE = {"newline": ("", "\n"), "tab": ("", "\t"), "leading_space": (" ", ""), "nbsp": ("", "\u00a0")}
+WHITESPACE_CASES = []
+for _kind, (_pre, _post) in WHITESPACE.items():
+    WHITESPACE_CASES += [
+        (f"ws_{_kind}_in_name", [bad_service(name=f"{_pre}drill-bi{_post}")], {}, {}, ["services[0].name"]),
+        (f"ws_{_kind}_in_port", [with_port(f"{_pre}8000{_post}")], {}, {}, ["services[0].ports[0].number"]),
+        (f"ws_{_kind}_in_label_value",
+         [versioned_bad(subsets=[{"name": "v1", "endpoint_labels": {"version": f"{_pre}v1{_post}"},
+                                  "pod_labels": {"version": "v1"}}])], {}, {},
+         ["services[0].subsets[0].endpoint_labels"]),
+        (f"ws_{_kind}_in_gateway_override_address", [versioned_bad()], override(f"{_pre}127.100.2.1{_post}"), {},
+         ["meshlink_gateway_overrides.cluster2.address", NOTHING_WRITTEN]),
+    ]
+
+#   Unicode look-alikes and non-ASCII digits (int() and str.isdigit() take "８０００" and "٨٠٠٠").
+LOOKALIKE_CASES = [
+    ("fullwidth_digits_in_port", [with_port("\uff18\uff10\uff10\uff10")], {}, {}, ["services[0].ports[0].number"]),
+    ("arabic_indic_digits_in_port", [with_port("\u0668\u0660\u0660\u0660")], {}, {},
+     ["services[0].ports[0].number"]),
+    ("mixed_digits_in_port", [with_port("8\uff10\u0660\u0030")], {}, {}, ["services[0].ports[0].number"]),
+    ("cyrillic_a_in_namespace", [bad_service(namespace="drill-b\u0430d")], {}, {}, ["services[0].namespace"]),
+    ("unicode_hyphen_in_namespace", [bad_service(namespace="drill\u2010bad")], {}, {}, ["services[0].namespace"]),
+    ("fullwidth_digit_in_consumer_namespace",
+     [bad_service(consumers=[{"cluster": "cluster1", "namespace": "drill-bad\uff11"}])], {}, {},
+     ["services[0].consumers[0].namespace"]),
+]
+
+#   Types Python would coerce: a bool or a float as a port (True == 1, int(8000.0) == 8000), a
+#   list as a name (str(["x"]) is a string), a number as a namespace (str(123) is a valid label).
+COERCE_CASES = [
+    ("bool_as_port", [with_port(True)], {}, {}, ["services[0].ports[0].number"]),
+    ("float_as_port", [with_port(8000.0)], {}, {}, ["services[0].ports[0].number"]),
+    ("list_as_name", [bad_service(name=["drill-bi"])], {}, {}, ["services[0].name"]),
+    ("int_as_namespace", [bad_service(namespace=123)], {}, {}, ["services[0].namespace"]),
+    ("string_as_gateway_override_port", [versioned_bad()], override("127.100.2.1", "15443x"), {},
+     ["meshlink_gateway_overrides.cluster2.port", NOTHING_WRITTEN]),
+]
+
+#   A value of another field's grammar.
+GRAMMAR_CASES = [
+    ("url_as_gateway_override_address", [versioned_bad()], override("https://127.100.2.1:15443"), {},
+     ["meshlink_gateway_overrides.cluster2.address", "https://127.100.2.1:15443", NOTHING_WRITTEN]),
+    ("url_as_gateway_address", [versioned_bad()], {}, {"cluster2": {"meshlink_gateway_address": "http://127.0.0.1"}},
+     ["FAILED on cluster2", "address", "http://127.0.0.1"]),
+    ("cidr_as_vip", [bad_service(vip="240.77.5.0/24")], {}, {}, ["services[0].vip", "240.77.5.0/24"]),
+    ("ip_as_namespace", [bad_service(namespace="10.0.0.1")], {}, {}, ["services[0].namespace", "10.0.0.1"]),
+    ("host_port_as_gateway_override_address", [versioned_bad()], override("127.100.2.1:15443"), {},
+     ["meshlink_gateway_overrides.cluster2.address", "127.100.2.1:15443", NOTHING_WRITTEN]),
+    ("mesh_name_with_a_dot", [bad_service()], {"@mesh": "drill.bad"}, {}, ["mesh: 'drill.bad'", "meshlink_mesh"]),
+    # the override as it is meant (the source cluster not in the run: a job limited to the consumer)
+    ("url_as_gateway_override_address_limited", [versioned_bad()],
+     {**override("https://127.100.2.1:15443"), "@limit": "cluster1"}, {},
+     ["meshlink_gateway_overrides.cluster2.address", "https://127.100.2.1:15443"]),
+    ("ws_newline_in_gateway_override_address_limited", [versioned_bad()],
+     {**override("127.100.2.1\n"), "@limit": "cluster1"}, {}, ["meshlink_gateway_overrides.cluster2.address"]),
+]
+
+SETUP_CLASSES = {"single": SETUP_CASES, "whitespace": WHITESPACE_CASES, "lookalike": LOOKALIKE_CASES,
+                 "coerced_type": COERCE_CASES, "other_grammar": GRAMMAR_CASES}
 
 MODULE_CASES = [
     ("vip_allocate_host_not_global", "vip_allocate", {"hosts": ["drill-bi.drill-bad"], "pool": POOL}, "cluster1",
@@ -598,7 +766,7 @@ MODULE_CASES = [
      {"services": [service("drill-fo", BAD_NS, "cluster2", "cluster1", BAD_NS)], "role": "consumer",
       "cluster": "cluster1", "gateways": {"cluster2": {"address": "127.100.2.1", "port": 15443}},
       "vips": {"drill-fo.drill-bad.global": "240.77.5.5"}}, "cluster1",
-     ["ServiceEntry drill-bad/drill-fo-drill-bad", "not managed by meshlink"]),
+     ["ServiceEntry drill-bad/drill-fo-drill-bad", "exists and was not made by meshlink"]),
     ("preflight_unknown_check", "preflight", {"services": [bad_service()], "cluster": "cluster1",
                                               "checks": ["dns"]}, "cluster1", ["checks", "dns"]),
     ("mesh_plan_bad_port", "mesh_plan", {"services": [bad_service(ports=[{"name": "http1", "number": -1,
@@ -630,9 +798,20 @@ def _bad_input_fixtures(lab: Lab) -> None:
                "metadata": {"name": "drill-fo-drill-bad", "namespace": BAD_NS},
                "spec": {"hosts": ["someone-else.example.com"], "location": "MESH_EXTERNAL", "ports": PORTS,
                         "resolution": "DNS"}},
+              {"apiVersion": "networking.istio.io/v1alpha3", "kind": "ServiceEntry",
+               "metadata": {"name": "drill-om-drill-bad", "namespace": BAD_NS,
+                            "labels": {MANAGED_BY: "meshlink", MESH_LABEL: "drill-other",
+                                       SERVICE_LABEL: "drill-om.drill-bad"}},
+               "spec": {"hosts": ["drill-om.drill-bad.global"], "location": "MESH_INTERNAL", "ports": PORTS,
+                        "resolution": "STATIC", "addresses": ["240.77.3.4"]}},
               {"apiVersion": "v1", "kind": "ConfigMap",
                "metadata": {"name": "drill-foreign-store", "namespace": "istio-system"},
-               "data": {"someone.else.global": "240.77.8.8"}})
+               "data": {"someone.else.global": "240.77.8.8"}},
+              {"apiVersion": "v1", "kind": "ConfigMap",
+               "metadata": {"name": "drill-other-mesh-store", "namespace": "istio-system",
+                            "labels": {MANAGED_BY: "meshlink", MESH_LABEL: "drill-other",
+                                       "meshlink.io/component": "vip-store"}},
+               "data": {"drill-om.drill-bad.global": "240.77.3.4"}})
     gw_port = {"name": "tls", "port": 15443, "targetPort": 15443, "protocol": "TCP"}
     lab.apply("cluster2", *[
         {"apiVersion": "v1", "kind": "Service", "metadata": {"name": name, "namespace": BAD_NS, "labels": labels},
@@ -649,7 +828,15 @@ def test_drill_bad_input_fails_before_any_write(lab: Lab, say):
     lab.settle()  # the namespaces of the drills before this one are gone: only the cases move things
     _bad_input_fixtures(lab)
     cases: List[Dict[str, Any]] = []
-    for case_id, services, extra, host_over, expect in SETUP_CASES:
+    per_class: Dict[str, int] = {}
+    for klass, case_id, services, extra, host_over, expect in [(k, *c) for k, table in SETUP_CLASSES.items()
+                                                               for c in table]:
+        per_class[klass] = per_class.get(klass, 0) + 1
+        extra = dict(extra)
+        mesh = extra.pop("@mesh", "drill-bad")
+        flags = ["--limit", extra.pop("@limit")] if "@limit" in extra else []
+        marker = next((svc["name"] for svc in services if isinstance(svc, dict)
+                       and str(svc.get("name")).startswith("drill-g")), None) if isinstance(services, list) else None
         hosts = {c: {"meshlink_context": c} for c in CLUSTERS}
         for host, over in host_over.items():
             resolved = {}
@@ -660,18 +847,24 @@ def test_drill_bad_input_fails_before_any_write(lab: Lab, say):
                     value = lab.server(host)["ca"]
                 resolved[key] = value
             hosts[host] = {**hosts[host], **resolved}
-        inventory = lab.inventory(services, hosts=hosts, **{"meshlink_vip_store_name": "drill-vips-bad", **extra})
-        cases.append({"id": case_id, "cmd": lab.command("setup", inventory), "expect": expect})
+        inventory = lab.inventory(services, hosts=hosts, mesh=mesh,
+                                  **{"meshlink_vip_store_name": "drill-vips-bad", **extra})
+        if case_id == "ws_newline_in_name":
+            assert "name: |\n" in inventory.read_text(encoding="utf-8"), "the newline case is not a block scalar"
+        cases.append({"id": case_id, "cmd": lab.command("setup", inventory, *flags), "expect": expect,
+                      "marker": marker})
+    per_class["module"] = len(MODULE_CASES)
     for case_id, module, args, host, expect in MODULE_CASES:
         inventory = lab.inventory([], hosts={c: {} for c in CLUSTERS})
         cases.append({"id": case_id, "cmd": lab.command(str(_module_playbook(lab, module, args, host)), inventory),
                       "expect": expect})
-    counts: Dict[str, Any] = {"cases": len(cases), "failed_as_expected": 0, "named_the_field": 0,
-                              "clusters_unchanged": 0, "problems": 0}
+    counts: Dict[str, Any] = {"cases": len(cases), "classes": per_class, "failed_as_expected": 0,
+                              "named_the_field": 0, "clusters_unchanged": 0, "problems": 0}
     problems: List[str] = []
     lock = threading.Lock()
 
     durations: Dict[str, float] = {}
+    changes: Dict[str, List[str]] = {}
 
     def run(case: Dict[str, Any]) -> None:
         before = lab.snapshot()
@@ -693,16 +886,25 @@ def test_drill_bad_input_fails_before_any_write(lab: Lab, say):
             else:
                 tail = text[text.find("fatal:"):][:600] if "fatal:" in text else text[-600:]
                 problems.append(f"{case['id']}: message lacks {missing}: {tail}")
-            if not changed:
-                counts["clusters_unchanged"] += 1
-            else:
-                problems.append(f"{case['id']}: changed {changed[:6]}")
+            if changed:
+                changes[case["id"]] = changed
 
     try:
         with drill(say, "bad_input", counts):
             assert len(cases) >= 30
             with ThreadPoolExecutor(max_workers=3) as pool:
                 list(pool.map(run, cases))
+            # Three cases run at a time, so a change shows in the snapshots of the cases beside the
+            # one that made it: an object named after a case's marker (drill-g<N>) is that case's.
+            markers = {c["marker"]: c["id"] for c in cases if c.get("marker")}
+            owned: Dict[str, set] = {}
+            for case_id, keys in changes.items():
+                for key in keys:
+                    owner = next((markers[m] for m in markers if f"/{m}-" in key), case_id)
+                    owned.setdefault(owner, set()).add(key)
+            for case_id, keys in sorted(owned.items()):
+                problems.append(f"{case_id}: changed {sorted(keys)[:6]}")
+            counts["clusters_unchanged"] = len(cases) - len(owned)
             counts["problems"] = len(problems)
             slow = sorted(durations.items(), key=lambda kv: -kv[1])[:5]
             say(f"bad_input: {len(cases)} cases, slowest {slow}")
@@ -710,13 +912,24 @@ def test_drill_bad_input_fails_before_any_write(lab: Lab, say):
     finally:
         lab.drop_namespaces("cluster1", BAD_NS)
         lab.drop_namespaces("cluster2", BAD_NS)
-        lab.kc("cluster1", "delete", "configmap", "drill-foreign-store", "-n", "istio-system", "--ignore-not-found",
-               check=False)
+        lab.kc("cluster1", "delete", "configmap", "drill-foreign-store", "drill-other-mesh-store", "-n", "istio-system",
+               "--ignore-not-found", check=False)
         for ctx in CLUSTERS:
             lab.drop_store(ctx, "drill-vips-bad")
 
 
 # ------------------------------------------------------------------ 4. ownership
+
+MESH_KINDS = ",".join(ISTIO_KINDS + ("deployments", "services", "serviceaccounts", "configmaps", "namespaces"))
+
+
+def mesh_objects(lab: Lab, mesh: str) -> Dict[str, str]:
+    """`ctx Kind ns/name` -> resourceVersion of everything of ``mesh`` in both clusters (by its labels)."""
+    return {f"{ctx} {o['kind']} {o['metadata'].get('namespace', '')}/{o['metadata']['name']}":
+            o["metadata"]["resourceVersion"]
+            for ctx in CLUSTERS
+            for o in lab.items(ctx, MESH_KINDS, "-A", "-l", f"{MANAGED_BY}=meshlink,{MESH_LABEL}={mesh}")}
+
 
 def test_drill_teardown_deletes_nothing_without_our_label(lab: Lab, say):
     cons, src = "drill-oc", "drill-os"
@@ -728,6 +941,7 @@ def test_drill_teardown_deletes_nothing_without_our_label(lab: Lab, say):
     spec_dr = {"host": "someone-else.example.com"}
     spec_vs = {"hosts": ["someone-else.example.com"], "http": [{"route": [{"destination":
                                                                           {"host": "someone-else.example.com"}}]}]}
+    other_mesh = {MANAGED_BY: "meshlink", MESH_LABEL: "drill-own-other", SERVICE_LABEL: "drill-o2.drill-os"}
     foreign = {
         "cluster2": [
             ("ServiceEntry", cons, "drill-o1-drill-os", spec_se, None),
@@ -737,6 +951,8 @@ def test_drill_teardown_deletes_nothing_without_our_label(lab: Lab, say):
             ("ServiceEntry", cons, "drill-o2-drill-os", spec_se, {MANAGED_BY: "helm"}),
             # our service label without our managed-by label
             ("DestinationRule", cons, "drill-o2-drill-os-global", spec_dr, {SERVICE_LABEL: "drill-o2.drill-os"}),
+            # every label of ours, but another mesh's
+            ("VirtualService", cons, "drill-o2-drill-os-global", spec_vs, other_mesh),
         ],
         "cluster1": [("DestinationRule", src, "drill-o1-drill-os-local", spec_dr, None)],
     }
@@ -748,10 +964,16 @@ def test_drill_teardown_deletes_nothing_without_our_label(lab: Lab, say):
         lab.apply(ctx, *[{"apiVersion": "networking.istio.io/v1alpha3", "kind": kind,
                           "metadata": {"name": name, "namespace": ns, **({"labels": labels} if labels else {})},
                           "spec": spec} for kind, ns, name, spec, labels in objs])
-    # a VIP store with our store name that is not ours, and sample-app look-alikes without our label
+    # VIP stores at the store names the runs are given that are not this mesh's (a user's, another
+    # mesh's), and sample-app look-alikes without our label
     lab.apply("cluster2", {"apiVersion": "v1", "kind": "ConfigMap",
                            "metadata": {"name": "drill-own-foreign-store", "namespace": "istio-system"},
-                           "data": {host1: "240.77.7.1", host2: "240.77.7.2"}})
+                           "data": {host1: "240.77.7.1", host2: "240.77.7.2"}},
+              {"apiVersion": "v1", "kind": "ConfigMap",
+               "metadata": {"name": "drill-own-other-store", "namespace": "istio-system",
+                            "labels": {MANAGED_BY: "meshlink", MESH_LABEL: "drill-own-other",
+                                       "meshlink.io/component": "vip-store"}},
+               "data": {host1: "240.77.7.3", host2: "240.77.7.4"}})
     lab.apply("cluster2", {"apiVersion": "v1", "kind": "ServiceAccount", "metadata": {"name": "sleep",
                                                                                       "namespace": cons}})
     lab.apply("cluster1", {"apiVersion": "v1", "kind": "ServiceAccount", "metadata": {"name": "httpbin",
@@ -764,6 +986,7 @@ def test_drill_teardown_deletes_nothing_without_our_label(lab: Lab, say):
                 obj = lab.get(ctx, f"{plural[kind]}.networking.istio.io", name, "-n", ns)
                 out[f"{ctx} {kind} {ns}/{name}"] = obj["metadata"]["resourceVersion"] if obj else "DELETED"
         for ctx, kind, ns, name in (("cluster2", "configmap", "istio-system", "drill-own-foreign-store"),
+                                    ("cluster2", "configmap", "istio-system", "drill-own-other-store"),
                                     ("cluster2", "serviceaccount", cons, "sleep"),
                                     ("cluster1", "serviceaccount", src, "httpbin"),
                                     ("cluster2", "namespace", "", cons), ("cluster1", "namespace", "", src)):
@@ -771,35 +994,96 @@ def test_drill_teardown_deletes_nothing_without_our_label(lab: Lab, say):
             out[f"{ctx} {kind} {ns}/{name}"] = obj["metadata"]["resourceVersion"] if obj else "DELETED"
         return out
 
-    runs = [("teardown", {"meshlink_vip_store_name": "drill-own-vips"}),
+    # (label, extra inventory variables, what the output must say)
+    runs = [("teardown", {"meshlink_vip_store_name": "drill-own-vips"}, []),
             ("teardown, meshlink_teardown_all", {"meshlink_vip_store_name": "drill-own-vips",
-                                                 "meshlink_teardown_all": True}),
-            ("teardown, the store name is a foreign ConfigMap", {"meshlink_vip_store_name": "drill-own-foreign-store"})]
+                                                 "meshlink_teardown_all": True}, []),
+            ("teardown, the store name is a foreign ConfigMap", {"meshlink_vip_store_name": "drill-own-foreign-store"},
+             ["ConfigMap istio-system/drill-own-foreign-store was not made by meshlink", "left alone"]),
+            ("teardown all, the store name is another mesh's store",
+             {"meshlink_vip_store_name": "drill-own-other-store", "meshlink_teardown_all": True},
+             ["ConfigMap istio-system/drill-own-other-store belongs to mesh drill-own-other", "left alone"])]
     counts: Dict[str, Any] = {"foreign_objects": 0, "teardown_runs": len(runs), "deleted": 0, "modified": 0,
-                              "run_rcs": []}
+                              "run_rcs": [], "two_meshes": {}}
+
+    # Two meshes (two inventories) on the same clusters, with sample apps so that one can be verified.
+    mesh_a = [service("drill-ma", "drill-ma-src", "cluster2", "cluster1", "drill-ma-c")]
+    mesh_b = [service("drill-mb", "drill-mb-src", "cluster1", "cluster2", "drill-mb-c")]
+    inv_a = lab.inventory(mesh_a, mesh="drill-a", meshlink_deploy_sample_apps=True)
+    inv_b = lab.inventory(mesh_b, mesh="drill-b", meshlink_deploy_sample_apps=True)
+    two = counts["two_meshes"]
     try:
         with drill(say, "ownership", counts):
             before = watched()
             counts["foreign_objects"] = len(before)
             assert "DELETED" not in before.values(), before
-            for label, extra in runs:
-                result = lab.play("teardown", lab.inventory(services, meshlink_teardown_sample_apps=True, **extra))
+            for label, extra, says in runs:
+                inventory = lab.inventory(services, mesh="drill-own", meshlink_teardown_sample_apps=True, **extra)
+                result = lab.play("teardown", inventory)
                 counts["run_rcs"].append(result.rc)
                 if result.rc != 0:
                     # refusing is fine, deleting is not; the refusal must say why
-                    assert "not managed by meshlink" in flat(result.out), f"{label}: {show(result)}"
+                    assert "was not made by meshlink" in flat(result.out) or "belongs to mesh" in flat(result.out), \
+                        f"{label}: {show(result)}"
+                missing = [m for m in says if m not in flat(result.out)]
+                assert not missing, f"{label}: the output does not say {missing}: {show(result)}"
                 after = watched()
                 deleted = [k for k, v in after.items() if v == "DELETED"]
                 modified = [k for k, v in after.items() if v != "DELETED" and v != before[k]]
                 counts["deleted"] += len(deleted)
                 counts["modified"] += len(modified)
                 assert not deleted and not modified, f"{label}: deleted {deleted}, modified {modified}"
-            assert counts["run_rcs"][:2] == [0, 0], counts
+            # nothing here is the mesh's: every teardown succeeds, deleting nothing (a foreign store
+            # is left alone with a warning)
+            assert counts["run_rcs"] == [0] * len(runs), counts
+
+            # two meshes: tearing down drill-b (everything of it) leaves drill-a as it was
+            for inv in (inv_a, inv_b):
+                run = lab.play("setup", inv)
+                assert run.rc == 0, show(run)
+            verify = lab.play("verify", inv_a)
+            assert verify.rc == 0 and "cluster1 → drill-ma.drill-ma-src.global: 200" in verify.out, show(verify)
+            a_before, b_before = mesh_objects(lab, "drill-a"), mesh_objects(lab, "drill-b")
+            store_a = lab.get("cluster1", "configmap", "meshlink-vips-drill-a", "-n", "istio-system")
+            store_b = lab.store("cluster2", "meshlink-vips-drill-b")
+            assert store_a and set(store_a["data"]) == {"drill-ma.drill-ma-src.global"}, store_a
+            assert set(store_b) == {"drill-mb.drill-mb-src.global"}, store_b
+            assert set(store_a["data"].values()).isdisjoint(lab.store("cluster1", "meshlink-vips-drill-b").values())
+            two.update(a_objects=len(a_before), b_objects=len(b_before))
+            assert a_before and b_before and not set(a_before) & set(b_before), (a_before, b_before)
+
+            down = lab.play("teardown", inv_b, "-e", "meshlink_teardown_all=true")
+            assert down.rc == 0, show(down)
+            deadline = time.monotonic() + 120
+            while mesh_objects(lab, "drill-b") and time.monotonic() < deadline:
+                time.sleep(2)  # the namespaces the mesh created finish terminating
+            b_left = mesh_objects(lab, "drill-b")
+            two["b_left"] = len(b_left)
+            assert not b_left, f"drill-b's teardown left {sorted(b_left)}"
+            assert lab.get("cluster2", "configmap", "meshlink-vips-drill-b", "-n", "istio-system") is None
+            a_after = mesh_objects(lab, "drill-a")
+            two["a_changed"] = sorted(k for k in set(a_before) | set(a_after) if a_before.get(k) != a_after.get(k))
+            assert not two["a_changed"], f"drill-b's teardown changed drill-a: {two['a_changed']}"
+            store_after = lab.get("cluster1", "configmap", "meshlink-vips-drill-a", "-n", "istio-system")
+            two["a_store_unchanged"] = (store_after["metadata"]["resourceVersion"]
+                                        == store_a["metadata"]["resourceVersion"]
+                                        and store_after["data"] == store_a["data"])
+            assert two["a_store_unchanged"], (store_a, store_after)
+            verify = lab.play("verify", inv_a)
+            match = re.search(r"cluster1 → drill-ma\.drill-ma-src\.global: (\d{3}|FAILED)", verify.out)
+            two["a_verify_after"] = match.group(1) if match else "?"
+            assert verify.rc == 0 and two["a_verify_after"] == "200", show(verify)
     finally:
+        for inv in (inv_b, inv_a):
+            lab.play("teardown", inv, "-e", "meshlink_teardown_all=true")
+        for ctx in CLUSTERS:
+            lab.drop_namespaces(ctx, "drill-ma-src", "drill-ma-c", "drill-mb-src", "drill-mb-c")
+            lab.drop_store(ctx, "meshlink-vips-drill-a")
+            lab.drop_store(ctx, "meshlink-vips-drill-b")
         lab.drop_namespaces("cluster2", cons)
         lab.drop_namespaces("cluster1", src)
-        lab.kc("cluster2", "delete", "configmap", "drill-own-foreign-store", "-n", "istio-system",
-               "--ignore-not-found", check=False)
+        lab.kc("cluster2", "delete", "configmap", "drill-own-foreign-store", "drill-own-other-store", "-n",
+               "istio-system", "--ignore-not-found", check=False)
         lab.drop_store("cluster2", "drill-own-vips")
 
 
@@ -829,7 +1113,8 @@ def test_drill_token_appears_in_no_output_log_or_artifact(lab: Lab, say):
     inventory.write_text(yaml.safe_dump({"all": {
         "vars": {"ansible_connection": "local", "ansible_python_interpreter": sys.executable,
                  "meshlink_deploy_sample_apps": True, "meshlink_vip_pool": POOL,
-                 "meshlink_vip_store_name": "drill-vips-secrets", "meshlink_services": services},
+                 "meshlink_mesh": "drill-sec", "meshlink_vip_store_name": "drill-vips-secrets",
+                 "meshlink_services": services},
         "hosts": hosts}}, sort_keys=False), encoding="utf-8")
     bad_inventory = work / "inventory-unreachable.yml"
     bad_hosts = {ctx: {**h, "meshlink_host": "https://127.0.0.1:9"} for ctx, h in hosts.items()}
