@@ -482,10 +482,12 @@ def reconcile_multinet(cluster: Any, plan: Dict[str, Any], name: str, state: Dic
 
     def prunable(key: Key, obj: Dict[str, Any]) -> bool:
         # Remote secrets go in the secrets step (after their replacement is known); sample
-        # objects only while sample apps are on (as in the seed topology).
+        # objects only while sample apps are on (as in the seed topology). A reader's
+        # ServiceAccount and a stub Service are this topology's, whatever the sample apps.
         if key[0] == 'Secret':
             return False
-        if key[0] in _samples.SAMPLE_KINDS and mn.labels_of(obj).get(COMPONENT_LABEL) != mn.STUB_PART:
+        if key[0] in _samples.SAMPLE_KINDS and part_of(obj) not in PARTS \
+                and mn.labels_of(obj).get(COMPONENT_LABEL) != mn.STUB_PART:
             return samples is not None and key not in wanted_keys
         return key not in wanted_keys
 
