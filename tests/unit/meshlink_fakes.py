@@ -18,6 +18,9 @@ Opt-in hooks (unset, the fake behaves as before):
                       ``/apis`` (``DISCOVERY`` plus the served Istio group) and metadata-only
                       lists of a namespaced collection; ``request_errors`` (path -> ApiError)
                       makes chosen paths fail.
+
+``CurrentFakeCluster`` (opt-in subclass) adds what the multi-network runs use: the cluster's
+identity, metadata-only reads of one object, the TokenRequest, merge patches of labels.
 """
 
 from __future__ import annotations
@@ -247,3 +250,101 @@ class FakeCluster:
             {'metadata': copy.deepcopy(obj.get('metadata') or {})}
             for (kind, ns, _n), obj in sorted(self.store.items(), key=lambda i: str(i[0]))
             if kind == plural and ns == namespace]}
+
+
+class CurrentFakeCluster(FakeCluster):
+    """A FakeCluster for the multi-network topologies (opt-in: the seed-era tests keep theirs).
+
+    Adds what ``_multinet_flow`` needs beyond the verbs above:
+      ``identity()``  ``{server, kube_system_uid}``
+      ``request``     a metadata-only GET of one object (404 as ApiError), metadata-only lists
+                      that honour ``query['labelSelector']`` (paths read metadata-only are
+                      recorded in ``metadata_reads``), the TokenRequest POST
+                      (``.../serviceaccounts/<name>/token``: a new token per call, recorded in
+                      ``minted``; 404 when the ServiceAccount does not exist), and a merge PATCH
+                      of labels and annotations (``dryRun`` honoured)
+      ``apply``       also sets annotations and the top-level fields a Secret or an RBAC object
+                      carries (``data``, ``type``, ``rules``, ``roleRef``, ``subjects``), as the
+                      server-side apply of those fields does
+    """
+
+    TOP_LEVEL = ('data', 'type', 'rules', 'roleRef', 'subjects')
+
+    def __init__(self, *args: Any, server: str = 'https://fake.example:6443', kube_system_uid: str = 'uid-kube-system',
+                 token_expires: str = '2030-01-01T00:00:00Z', **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.server = server
+        self.kube_system_uid = kube_system_uid
+        self.token_expires = token_expires
+        self.minted: List[Tuple[str, str, Dict[str, Any]]] = []  # (namespace, ServiceAccount, TokenRequest spec)
+        self.metadata_reads: List[str] = []
+
+    def identity(self) -> Dict[str, Any]:
+        self._record('read', '/api/v1/namespaces/kube-system')
+        return {'server': self.server, 'kube_system_uid': self.kube_system_uid}
+
+    def apply(self, path: str, body: Dict[str, Any], what: Any, force: bool = True) -> Dict[str, Any]:
+        extra = {k: copy.deepcopy(body[k]) for k in self.TOP_LEVEL if k in body}
+        annotations = (body.get('metadata') or {}).get('annotations') or {}
+        if not extra and not annotations:
+            return super().apply(path, body, what, force)
+        plural, namespace, name = _split(path)
+        before = copy.deepcopy(self.store.get((plural, namespace, name)))
+        dry_run, self.dry_run = self.dry_run, True  # let the base merge labels and spec without storing
+        try:
+            merged = super().apply(path, body, what, force)
+        finally:
+            self.dry_run = dry_run
+        merged = copy.deepcopy(merged)
+        merged['metadata'].setdefault('annotations', {}).update(annotations)
+        merged.update(extra)
+        if before is not None and json.dumps(merged, sort_keys=True) == json.dumps(before, sort_keys=True):
+            return before
+        return merged if self.dry_run else self.put(plural, merged)
+
+    def request(self, method: str, path: str, what: Any, verb: str, query: Optional[Dict[str, Any]] = None,
+                body: Any = None, content_type: str = 'application/json',
+                accept: str = 'application/json') -> Optional[Dict[str, Any]]:
+        if path in ('/api', '/apis'):
+            return super().request(method, path, what, verb, query, body, content_type, accept)
+        self._record(verb, path)
+        if path in self.request_errors:
+            raise self.request_errors[path]
+        if 'as=PartialObjectMetadata' in accept:
+            self.metadata_reads.append(path)
+        query = query or {}
+        if method == 'POST' and path.endswith('/token'):
+            plural, namespace, name = _split(path[:-len('/token')])
+            if (plural, namespace, name) not in self.store:
+                raise ApiError('Could not request %s: serviceaccounts "%s" not found' % (what, name), status=404,
+                               reason='NotFound')
+            self.minted.append((namespace or '', name or '', copy.deepcopy((body or {}).get('spec') or {})))
+            return {'status': {'token': 'token-%d-for-%s' % (len(self.minted), name),
+                               'expirationTimestamp': self.token_expires}}
+        plural, namespace, name = _split(path)
+        if method == 'PATCH':
+            current = self.store.get((plural, namespace, name))
+            if current is None:
+                raise ApiError('Could not patch %s: not found' % (what,), status=404, reason='NotFound')
+            patched = copy.deepcopy(current)
+            for field in ('labels', 'annotations'):
+                change = ((body or {}).get('metadata') or {}).get(field) or {}
+                values = patched['metadata'].setdefault(field, {})
+                for key, value in change.items():
+                    if value is None:
+                        values.pop(key, None)
+                    else:
+                        values[key] = value
+            return patched if query.get('dryRun') == 'All' or self.dry_run else self.put(plural, patched)
+        if method != 'GET':
+            raise NotImplementedError('CurrentFakeCluster.request does not answer %s %s' % (method, path))
+        if name is not None:
+            obj = self.store.get((plural, namespace, name))
+            if obj is None:
+                raise ApiError('Could not read %s: not found' % (what,), status=404, reason='NotFound')
+            return {'kind': 'PartialObjectMetadata', 'apiVersion': 'meta.k8s.io/v1',
+                    'metadata': copy.deepcopy(obj.get('metadata') or {})}
+        return {'kind': 'PartialObjectMetadataList', 'items': [
+            {'metadata': copy.deepcopy(obj.get('metadata') or {})}
+            for (kind, ns, _n), obj in sorted(self.store.items(), key=lambda i: str(i[0]))
+            if kind == plural and ns == namespace and _matches(obj, query.get('labelSelector'))]}
