@@ -72,7 +72,7 @@ options:
     description:
       - For each service with versioned routing, also request C(request.version_path) (default
         C(/hostname), which go-httpbin - Istio's httpbin sample - answers with the pod's name)
-        C(request.version_samples) times (default 3): every answer must come from a pod of the
+        C(request.version_samples) times (default 3); every answer must come from a pod of the
         routed subset, whose Deployment the sample apps name C(<service>-<subset>).
       - Meant for the sample apps (the role sets it with C(meshlink_deploy_sample_apps)); with your own
         apps name the Deployments that way or leave it off.

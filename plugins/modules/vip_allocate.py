@@ -21,7 +21,7 @@ description:
     C(meshlink.io/component=vip-store)) and written with its resourceVersion, so two runs
     allocating at once cannot hand out one address twice; a conflicting write is retried up to
     O(retries) times. The ConfigMap is deleted when its last host is released. A ConfigMap of
-    that name that is not this mesh's is never touched.'
+    that name that is not this mesh''s is never touched.'
   - The addresses other meshes' VIP stores hold in the same cluster are avoided too (read, never written).
 author:
   - Meshlink contributors (@meshlink)
