@@ -16,9 +16,11 @@ that the collection's playbooks run with exactly the rights they use:
                   must be avoided by a new VIP), and label changes of the plan's namespaces
   Role            meshlink-<mesh> in every namespace of the plan: the objects setup writes there
   Role            meshlink-<mesh>-verify in every consumer namespace: read pods, ``pods/exec``
-  Role            meshlink-<mesh>-istio in the Istio namespace: the VIP store (create, and
-                  read/update/delete of its own name only), istiod's Deployment and the
-                  gateway Services (read), the mesh config (read)
+  Role            meshlink-<mesh>-istio in each namespace a component lives in (one Role
+                  when they are one namespace): istiod's namespace - its Deployment and the
+                  gateways' (read), the mesh config and root certificate (read by name); the
+                  VIP store's - create, and read/update/delete of the store's own name; the
+                  ingress (and east-west) gateway's - its Services (read)
   Role            meshlink-<mesh>-dns in kube-system: read the coredns / kube-dns ConfigMaps
   and their bindings; the plan's namespaces are created (as this access's) so that the Roles
   have somewhere to live.
@@ -132,7 +134,6 @@ def multinetwork_rules(plan: Dict[str, Any], cluster: str) -> Tuple[List[Dict[st
         _rule([''], ['serviceaccounts/token'], ['create']),
         _rule([''], ['pods'], ['get', 'list']),
         _rule([''], ['pods/portforward'], ['create', 'get']),
-        _rule([''], ['nodes'], ['list']),
         _rule([NETWORKING_GROUP], ISTIO_KINDS, WRITE),
     ]
     return cluster_wide, istio
@@ -146,12 +147,61 @@ def reader_role_object(mesh: str, secrets: bool) -> Dict[str, Any]:
             'rules': mn.reader_rules(secrets)}
 
 
+def _merged_rules(rules: Sequence[Dict[str, Any]]) -> List[Dict[str, Any]]:
+    """Rules without repeats, in first-seen order (two component namespaces may be one)."""
+    merged: List[Dict[str, Any]] = []
+    for rule in rules:
+        if rule not in merged:
+            merged.append(rule)
+    return merged
+
+
+def component_rules(istio_namespace: str, store_namespace: str, store: str, gateway_namespace: str,
+                    multinetwork: Optional[Tuple[List[Dict[str, Any]], List[Dict[str, Any]]]] = None,
+                    eastwest_namespace: Optional[str] = None) -> Dict[str, List[Dict[str, Any]]]:
+    """The rules of Role ``meshlink-<mesh>-istio`` per namespace: each component where it lives.
+
+    istiod's namespace: its Deployment and the gateways' (read), the mesh config and root
+    certificate (read by name), and in the multi-network topologies the remote secrets, reader
+    accounts and istiod's exposure. The VIP store's namespace: create, and the store's own name.
+    The ingress gateway's and the east-west gateway's namespaces: their Services (read), and the
+    east-west Gateway object (written). When some of them are one namespace, one Role holds all.
+    """
+    rules: Dict[str, List[Dict[str, Any]]] = {}
+
+    def add(namespace: str, *more: Dict[str, Any]) -> None:
+        rules[namespace] = _merged_rules(rules.get(namespace, []) + list(more))
+
+    add(istio_namespace,
+        _rule([''], ['configmaps'], ['get'], ['istio', 'istio-ca-root-cert']),
+        _rule([''], ['services'], ['get', 'list']),
+        _rule(['apps'], ['deployments'], ['get', 'list']),
+        *(multinetwork[1] if multinetwork else []))
+    add(store_namespace,
+        _rule([''], ['configmaps'], ['create', 'list']),
+        _rule([''], ['configmaps'], ['get', 'update', 'delete'], [store]))
+    add(gateway_namespace, _rule([''], ['services'], ['get', 'list']))
+    if multinetwork and eastwest_namespace:
+        add(eastwest_namespace, _rule([''], ['services'], ['get', 'list']),
+            _rule([NETWORKING_GROUP], ISTIO_KINDS, WRITE))
+    return rules
+
+
 def access_objects(part: Dict[str, Any], mesh: str, sa_namespace: str = 'meshlink-system',
                    istio_namespace: str = 'istio-system', store_name: Optional[str] = None,
                    extra_namespaces: Sequence[str] = (), sample_apps: bool = True,
-                   multinetwork: Optional[Tuple[List[Dict[str, Any]], List[Dict[str, Any]]]] = None
-                   ) -> List[Dict[str, Any]]:
-    """Everything an administrator grants in one cluster (module docstring), in apply order."""
+                   multinetwork: Optional[Tuple[List[Dict[str, Any]], List[Dict[str, Any]]]] = None,
+                   store_namespace: Optional[str] = None, gateway_namespace: Optional[str] = None,
+                   eastwest_namespace: Optional[str] = None) -> List[Dict[str, Any]]:
+    """Everything an administrator grants in one cluster (module docstring), in apply order.
+
+    ``store_namespace``, ``gateway_namespace`` and ``eastwest_namespace`` default to
+    ``istio_namespace``; a component namespace that is none of the plan's, the ServiceAccount's
+    or istiod's is created (as this access's) so that its Role has somewhere to live.
+    """
+    store_namespace = store_namespace or istio_namespace
+    gateway_namespace = gateway_namespace or istio_namespace
+    eastwest_namespace = eastwest_namespace or istio_namespace
     name = account_name(mesh)
     store = store_name or store_name_for(mesh)
     namespaces = sorted(set(part['namespaces']) | set(extra_namespaces))
@@ -160,19 +210,23 @@ def access_objects(part: Dict[str, Any], mesh: str, sa_namespace: str = 'meshlin
         {'apiVersion': 'v1', 'kind': 'Namespace', 'metadata': _meta(sa_namespace, None, mesh)},
         {'apiVersion': 'v1', 'kind': 'ServiceAccount', 'metadata': _meta(name, sa_namespace, mesh)},
     ]
-    for namespace in namespaces:
-        if namespace not in (sa_namespace, istio_namespace, 'kube-system'):
-            objects.append({'apiVersion': 'v1', 'kind': 'Namespace', 'metadata': _meta(namespace, None, mesh)})
+    istio_roles = component_rules(istio_namespace, store_namespace, store, gateway_namespace, multinetwork,
+                                  eastwest_namespace)
+    # istiod's namespace is Istio's to create; the plan's namespaces and a store's of its own are ours.
+    created = sorted((set(namespaces) | {store_namespace}) - {sa_namespace, istio_namespace, 'kube-system'})
+    for namespace in created:
+        objects.append({'apiVersion': 'v1', 'kind': 'Namespace', 'metadata': _meta(namespace, None, mesh)})
 
     reader = '%s-reader' % name
     labelled = namespaces + ([istio_namespace] if multinetwork else [])
+    reader_rules = [
+        _rule([''], ['namespaces'], ['get', 'list']),
+        _rule([''], ['namespaces'], ['patch', 'update'], labelled),
+        _rule([''], ['nodes'], ['list']),
+        _rule([NETWORKING_GROUP], ISTIO_KINDS, ['get', 'list']),
+    ] + (multinetwork[0] if multinetwork else [])
     objects.append({'apiVersion': '%s/v1' % RBAC_GROUP, 'kind': 'ClusterRole', 'metadata': _meta(reader, None, mesh),
-                    'rules': [
-                        _rule([''], ['namespaces'], ['get', 'list']),
-                        _rule([''], ['namespaces'], ['patch', 'update'], labelled),
-                        _rule([''], ['nodes'], ['list']),
-                        _rule([NETWORKING_GROUP], ISTIO_KINDS, ['get', 'list']),
-                    ] + (multinetwork[0] if multinetwork else [])})
+                    'rules': reader_rules})
     objects.append(_binding('ClusterRoleBinding', reader, None, 'ClusterRole', reader, mesh, sa_namespace))
 
     writer_rules = [_rule([NETWORKING_GROUP], ISTIO_KINDS, WRITE)]
@@ -191,14 +245,10 @@ def access_objects(part: Dict[str, Any], mesh: str, sa_namespace: str = 'meshlin
         objects.append(_binding('RoleBinding', verify, namespace, 'Role', verify, mesh, sa_namespace))
 
     istio = '%s-istio' % name
-    objects.append({'apiVersion': '%s/v1' % RBAC_GROUP, 'kind': 'Role', 'metadata': _meta(istio, istio_namespace, mesh),
-                    'rules': [
-                        _rule([''], ['configmaps'], ['create', 'list']),
-                        _rule([''], ['configmaps'], ['get', 'update', 'delete'], [store, 'istio', 'istio-ca-root-cert']),
-                        _rule([''], ['services'], ['get', 'list']),
-                        _rule(['apps'], ['deployments'], ['get', 'list']),
-                    ] + (multinetwork[1] if multinetwork else [])})
-    objects.append(_binding('RoleBinding', istio, istio_namespace, 'Role', istio, mesh, sa_namespace))
+    for namespace in sorted(istio_roles):
+        objects.append({'apiVersion': '%s/v1' % RBAC_GROUP, 'kind': 'Role', 'metadata': _meta(istio, namespace, mesh),
+                        'rules': istio_roles[namespace]})
+        objects.append(_binding('RoleBinding', istio, namespace, 'Role', istio, mesh, sa_namespace))
     dns = '%s-dns' % name
     objects.append({'apiVersion': '%s/v1' % RBAC_GROUP, 'kind': 'Role', 'metadata': _meta(dns, 'kube-system', mesh),
                     'rules': [_rule([''], ['configmaps'], ['get'], ['coredns', 'kube-dns'])]})
@@ -286,12 +336,18 @@ def reconcile_access(cluster: Any, plan: Any, name: str, state: str = 'present',
                      store_name: Optional[str] = None, extra_namespaces: Sequence[str] = (),
                      sample_apps: bool = True, token_lifetime: Any = DEFAULT_TOKEN_SECONDS,
                      kubeconfig_path: Optional[str] = None, server: Optional[str] = None,
-                     render_to: Optional[str] = None, reader_secrets: bool = True) -> Dict[str, Any]:
+                     render_to: Optional[str] = None, reader_secrets: bool = True,
+                     store_namespace: Optional[str] = None, gateway_namespace: Optional[str] = None,
+                     eastwest_namespace: Optional[str] = None) -> Dict[str, Any]:
     """The ``cluster_access`` module: grant (or revoke) the collection's rights in one cluster."""
     plan = checked_plan(plan, name)
     mesh = plan['mesh']
     errors = []
-    for option, value in (('service_account_namespace', sa_namespace), ('istio_namespace', istio_namespace)):
+    for option, value in (('service_account_namespace', sa_namespace), ('istio_namespace', istio_namespace),
+                          ('vip_store_namespace', store_namespace), ('gateway_namespace', gateway_namespace),
+                          ('eastwest_gateway_namespace', eastwest_namespace)):
+        if value is None and option not in ('service_account_namespace', 'istio_namespace'):
+            continue
         problem = dns1123_label_problem(value)
         if problem:
             errors.append('%s: %s' % (option, problem))
@@ -304,15 +360,18 @@ def reconcile_access(cluster: Any, plan: Any, name: str, state: str = 'present',
         raise InputError(errors)
     extra_rules = multinetwork_rules(plan, name) if plan.get('istio') else None
     objects = access_objects(plan['clusters'][name], mesh, sa_namespace, istio_namespace, store_name,
-                             extra_namespaces, sample_apps, extra_rules)
+                             extra_namespaces, sample_apps, extra_rules, store_namespace=store_namespace,
+                             gateway_namespace=gateway_namespace, eastwest_namespace=eastwest_namespace)
     if plan.get('istio'):
         objects.append(reader_role_object(mesh, reader_secrets))
     if render_to:
+        os.makedirs(os.path.dirname(os.path.abspath(render_to)), exist_ok=True)
         with open(render_to, 'w', encoding='utf-8') as handle:
             handle.write(''.join('---\n%s\n' % json.dumps(o, indent=2, sort_keys=False) for o in objects))
         return {'changed': False, 'objects': [{'kind': o['kind'], 'namespace': o['metadata'].get('namespace', ''),
                                                'name': o['metadata']['name'], 'action': 'rendered'} for o in objects],
-                'rendered': render_to}
+                'rendered': render_to,
+                'lines': ['%s: %d objects written to %s for review (nothing granted)' % (name, len(objects), render_to)]}
     existing = _existing(cluster, objects)
     if state == 'present':
         # A namespace that exists and is a user's stays as it is: only the Roles go into it. One

@@ -17,8 +17,9 @@ description:
     the Istio networking objects) and the label changes of the plan's namespaces; a Role
     C(meshlink-<mesh>) in every namespace of the plan (the Istio objects, and with O(sample_apps) the
     sample workloads); a Role C(meshlink-<mesh>-verify) in every consumer namespace (read pods,
-    C(pods/exec), only what verify uses); a Role in the Istio namespace for the VIP store (create, and
-    read/update/delete of its own name only), istiod's Deployment and the gateway Services; a Role in
+    C(pods/exec), only what verify uses); a Role C(meshlink-<mesh>-istio) in each namespace a component lives
+    in - istiod's (its Deployment, the mesh config), the VIP store's (create, and read/update/delete of
+    its own name only), the gateways' (their Services); a Role in
     C(kube-system) to read the C(coredns)/C(kube-dns) ConfigMaps. The plan's namespaces are created
     when missing, so the Roles have somewhere to live; a teardown keeps them (they hold the grants).
   - With O(kubeconfig_path), requests a token for the ServiceAccount with a bounded lifetime
@@ -48,9 +49,24 @@ options:
     type: str
     default: meshlink-system
   istio_namespace:
-    description: The Istio namespace (the VIP store lives there).
+    description:
+      - istiod's namespace - its Deployment, the mesh config and root certificate, and in the multi-network
+        topologies the remote secrets, the reader ServiceAccounts and istiod's debug port.
     type: str
     default: istio-system
+  vip_store_namespace:
+    description:
+      - Namespace of the VIP store (meshlink_vip_store_namespace); default O(istio_namespace). Created (as this
+        access's) when it is none of the plan's, the ServiceAccount's or istiod's.
+    type: str
+  gateway_namespace:
+    description: Namespace of the ingress gateway Service (meshlink_gateway_namespace); default O(istio_namespace).
+    type: str
+  eastwest_gateway_namespace:
+    description:
+      - Multi-network - namespace of the east-west gateway Service and its Gateway object
+        (meshlink_eastwest_gateway_namespace); default O(istio_namespace).
+    type: str
   vip_store_name:
     description: Name of the VIP store (default C(meshlink-vips-<mesh>)).
     type: str
@@ -153,9 +169,12 @@ def main() -> None:
         'service_account_namespace': {'type': 'str', 'default': 'meshlink-system'},
         'istio_namespace': {'type': 'str', 'default': 'istio-system'},
         'vip_store_name': {'type': 'str'},
+        'vip_store_namespace': {'type': 'str'},
+        'gateway_namespace': {'type': 'str'},
+        'eastwest_gateway_namespace': {'type': 'str'},
         'extra_namespaces': {'type': 'list', 'elements': 'str', 'default': []},
         'sample_apps': {'type': 'bool', 'default': True},
-        'token_lifetime': {'type': 'raw', 'default': DEFAULT_TOKEN_SECONDS},
+        'token_lifetime': {'type': 'raw', 'default': DEFAULT_TOKEN_SECONDS, 'no_log': False},
         'kubeconfig_path': {'type': 'path'},
         'server': {'type': 'str'},
         'render_to': {'type': 'path'},
@@ -168,7 +187,8 @@ def main() -> None:
         store_name=params['vip_store_name'], extra_namespaces=params['extra_namespaces'],
         sample_apps=params['sample_apps'], token_lifetime=params['token_lifetime'],
         kubeconfig_path=params['kubeconfig_path'], server=params['server'], render_to=params['render_to'],
-        reader_secrets=params['reader_secrets']))
+        reader_secrets=params['reader_secrets'], store_namespace=params['vip_store_namespace'],
+        gateway_namespace=params['gateway_namespace'], eastwest_namespace=params['eastwest_gateway_namespace']))
 
 
 if __name__ == '__main__':

@@ -21,6 +21,7 @@ from ansible_collections.meshlink.multicluster.plugins.module_utils._access impo
     ca_data,
     multinetwork_rules,
     reader_role_object,
+    reconcile_access,
     render_kubeconfig,
     request_token,
     token_seconds,
@@ -109,10 +110,11 @@ def test_access_objects_of_a_seed_consumer():
     assert find(objects, 'Role', 'meshlink-blue-verify', 'foo')['rules'] == [
         rule([''], ['pods'], ['get', 'list']), rule([''], ['pods/exec'], ['create', 'get'])]
     assert find(objects, 'Role', 'meshlink-blue-istio', 'istio-system')['rules'] == [
-        rule([''], ['configmaps'], ['create', 'list']),
-        rule([''], ['configmaps'], ['get', 'update', 'delete'], ['istio', 'istio-ca-root-cert', 'meshlink-vips-blue']),
+        rule([''], ['configmaps'], ['get'], ['istio', 'istio-ca-root-cert']),
         rule([''], ['services'], ['get', 'list']),
         rule(['apps'], ['deployments'], ['get', 'list']),
+        rule([''], ['configmaps'], ['create', 'list']),
+        rule([''], ['configmaps'], ['get', 'update', 'delete'], ['meshlink-vips-blue']),
     ]
     assert find(objects, 'Role', 'meshlink-blue-dns', 'kube-system')['rules'] == [
         rule([''], ['configmaps'], ['get'], ['coredns', 'kube-dns'])]
@@ -124,8 +126,38 @@ def test_access_objects_without_sample_apps_write_only_istio_objects():
     assert find(objects, 'Role', 'meshlink-blue', 'bar')['rules'] == [rule(['networking.istio.io'], ISTIO_KINDS, WRITE)]
     assert ('Role', 'bar', 'meshlink-blue-verify') not in names(objects)          # cluster2 consumes nothing
     assert names(objects)[:2] == [('Namespace', '', 'ops'), ('ServiceAccount', 'ops', 'meshlink-blue')]
-    assert ['vips'] == [n for n in find(objects, 'Role', 'meshlink-blue-istio', 'istio-system')['rules'][1][
-        'resourceNames'] if n.startswith('vips')]
+    assert find(objects, 'Role', 'meshlink-blue-istio', 'istio-system')['rules'][4]['resourceNames'] == ['vips']
+
+
+def test_each_component_namespace_gets_its_own_rules():
+    """A VIP store, an ingress gateway and an istiod in three namespaces: each Role grants what
+    lives there and no more, and the store's namespace (none of the plan's) is created."""
+    objects = access_objects(seed_plan()['clusters']['cluster1'], MESH, istio_namespace='istio-control',
+                             store_namespace='meshlink-state', gateway_namespace='istio-gateways')
+    roles = {o['metadata']['namespace']: o['rules'] for o in objects
+             if o['kind'] == 'Role' and o['metadata']['name'] == 'meshlink-blue-istio'}
+    assert roles == {
+        'istio-control': [rule([''], ['configmaps'], ['get'], ['istio', 'istio-ca-root-cert']),
+                          rule([''], ['services'], ['get', 'list']),
+                          rule(['apps'], ['deployments'], ['get', 'list'])],
+        'meshlink-state': [rule([''], ['configmaps'], ['create', 'list']),
+                           rule([''], ['configmaps'], ['get', 'update', 'delete'], ['meshlink-vips-blue'])],
+        'istio-gateways': [rule([''], ['services'], ['get', 'list'])],
+    }
+    bindings = {o['metadata']['namespace'] for o in objects
+                if o['kind'] == 'RoleBinding' and o['metadata']['name'] == 'meshlink-blue-istio'}
+    assert bindings == set(roles)
+    created = [o['metadata']['name'] for o in objects if o['kind'] == 'Namespace']
+    assert created == ['meshlink-system', 'foo', 'meshlink-state']     # never istiod's or the gateway's
+
+
+def test_the_east_west_namespace_may_hold_the_gateway_object():
+    plan = current_plan()
+    objects = access_objects(plan['clusters']['east'], MESH, multinetwork=multinetwork_rules(plan, 'east'),
+                             eastwest_namespace='istio-eastwest')
+    role = find(objects, 'Role', 'meshlink-blue-istio', 'istio-eastwest')
+    assert role['rules'] == [rule([''], ['services'], ['get', 'list']), rule(['networking.istio.io'], ISTIO_KINDS, WRITE)]
+    assert ('Namespace', '', 'istio-eastwest') not in names(objects)     # the gateway's namespace is Istio's
 
 
 def test_access_objects_never_create_the_system_namespaces():
@@ -155,7 +187,6 @@ def test_multinetwork_rules_of_a_read_cluster():
         rule([''], ['serviceaccounts/token'], ['create']),
         rule([''], ['pods'], ['get', 'list']),
         rule([''], ['pods/portforward'], ['create', 'get']),
-        rule([''], ['nodes'], ['list']),
         rule(['networking.istio.io'], ISTIO_KINDS, WRITE),
     ]
 
@@ -284,3 +315,33 @@ def test_render_kubeconfig_with_every_option():
     assert config['contexts'] == [{'name': 'east', 'context': {'cluster': 'east', 'user': 'east',
                                                                'namespace': 'istio-system'}}]
     assert config['users'] == [{'name': 'east', 'user': {'token': 'tok'}}]     # inline: no exec, no file
+
+
+# -- render_to: review only --------------------------------------------------------------------------
+
+class _NoCalls:
+    """A cluster that fails the test on any API call: rendering grants nothing."""
+    context = 'cluster1'
+
+    def __getattr__(self, name):
+        raise AssertionError('render_to called the API (%s)' % name)
+
+
+def test_render_to_creates_its_directory_and_says_what_it_wrote(tmp_path):
+    target = tmp_path / 'not' / 'yet' / 'cluster1-rbac.yaml'
+    plan = seed_plan()
+    result = reconcile_access(_NoCalls(), plan, 'cluster1', render_to=str(target))
+    assert result['changed'] is False
+    written = target.read_text().count('---\n')
+    assert written == len(result['objects']) == len(access_objects(plan['clusters']['cluster1'], MESH))
+    assert result['lines'] == ['cluster1: %d objects written to %s for review (nothing granted)' % (written, target)]
+
+
+@pytest.mark.parametrize('option', ['vip_store_namespace', 'gateway_namespace', 'eastwest_gateway_namespace'])
+def test_a_bad_component_namespace_is_named(tmp_path, option):
+    keyword = {'vip_store_namespace': 'store_namespace', 'eastwest_gateway_namespace': 'eastwest_namespace'}.get(
+        option, option)
+    with pytest.raises(InputError) as raised:
+        reconcile_access(_NoCalls(), seed_plan(), 'cluster1', render_to=str(tmp_path / 'x.yaml'),
+                         **{keyword: 'Istio_System'})
+    assert str(raised.value).startswith('%s: ' % option) or ('%s: ' % option) in str(raised.value)
