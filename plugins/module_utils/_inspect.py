@@ -191,7 +191,7 @@ def inspect_cluster(cluster: Any, plan: Any, name: str, gateway: Optional[Dict[s
         unknown = [c for c in checks or [] if c not in _multinet_flow.CHECKS]
         if unknown:
             raise InputError(['checks: unknown check(s) %s (known: %s)' % (', '.join(unknown),
-                                                                          ', '.join(_multinet_flow.CHECKS))])
+                                                                           ', '.join(_multinet_flow.CHECKS))])
         return _multinet_flow.inspect_multinet(cluster, plan, name, multinetwork=multinetwork,
                                                sample_apps=sample_apps, checks=checks, fail_on=fail_on)
     part = plan['clusters'][name]

@@ -149,7 +149,7 @@ class IstiodDebug:
                              % (self.namespace, pod, path, self.timeout))
         if status != 200:
             raise DebugError('istiod pod %s/%s answered %d to GET %s: %s' % (self.namespace, pod, status, path,
-                                                                            (body or b'')[:200]))
+                                                                             (body or b'')[:200]))
         try:
             return json.loads(body or b'null')
         except ValueError as error:

@@ -276,7 +276,7 @@ def evaluate_eastwest(services: Sequence[Dict[str, Any]], nodes: Sequence[Dict[s
     if len(services) > 1:
         names = ', '.join(sorted((s.get('metadata') or {}).get('name', '?') for s in services))
         return result(name, 'fail', 'The selector %s matches %d Services in %s (%s)' % (selector, len(services),
-                                                                                      namespace, names),
+                                                                                        namespace, names),
                       'Set meshlink_eastwest_gateway_service to the east-west gateway'), None
     service = services[0]
     ports = {p.get('port') for p in (service.get('spec') or {}).get('ports') or []}
@@ -287,7 +287,7 @@ def evaluate_eastwest(services: Sequence[Dict[str, Any]], nodes: Sequence[Dict[s
         return result(name, 'fail', 'The east-west gateway Service %s has no port %s' % (
             ref, ', '.join(str(p) for p in missing)),
             '15443 carries cross-network traffic%s' % ('; 15012 and 15017 reach istiod from the remotes'
-                                                      if needs_istiod_ports else '')), None
+                                                       if needs_istiod_ports else '')), None
     address = gateway_address(service, nodes)
     if address is None:
         return result(name, 'fail', 'The east-west gateway Service %s has no address: no load balancer ingress, no '

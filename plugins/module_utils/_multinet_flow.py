@@ -196,7 +196,7 @@ def wanted(plan: Dict[str, Any], name: str, settings: Dict[str, Any], needs_stub
         if service.get('subsets'):
             keys[('DestinationRule', service['namespace'],
                   mn.local_rule_name(service['name'], service['namespace']))] = '%s.%s' % (service['name'],
-                                                                                         service['namespace'])
+                                                                                           service['namespace'])
     del samples
     return keys
 
@@ -632,6 +632,6 @@ def teardown_multinet(cluster: Any, plan: Dict[str, Any], name: str, multinetwor
         outcome.objects.append({'kind': 'Namespace', 'namespace': '', 'name': mesh_ns,
                                 'action': 'would_update' if writer.check_mode else 'updated'})
         lines.append('%s: label %s removed from namespace %s (this mesh had added it)' % (name, mn.NETWORK_LABEL,
-                                                                                           mesh_ns))
+                                                                                          mesh_ns))
     del sample_apps
     return outcome, lines

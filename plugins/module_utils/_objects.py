@@ -339,7 +339,7 @@ class Writer:
             return
         # Each change records into its own outcome, merged in the input order afterwards, so
         # the result does not depend on the number of workers or on thread timing.
-        parts = [Outcome() for _ in group]
+        parts = [Outcome() for _change in group]
         with ThreadPoolExecutor(max_workers=min(self.workers, len(busy))) as pool:
             futures = [pool.submit(self._run, change, part) for change, part in zip(group, parts)]
         errors = [f.exception() for f in futures if f.exception() is not None]

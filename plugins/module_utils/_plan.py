@@ -328,7 +328,7 @@ def describe(plan: Dict[str, Any]) -> List[str]:
             line += ', %s' % service['mode']
         if service.get('subsets'):
             line += ', subsets %s, route to %s' % ('/'.join(s['name'] for s in service['subsets']),
-                                                  service['route_subset'])
+                                                   service['route_subset'])
         lines.append(line)
     if plan.get('istio'):
         for cluster in sorted(plan['istio']):

@@ -42,7 +42,6 @@ from ansible_collections.meshlink.multicluster.plugins.module_utils._objects imp
     plan_changes,
     resource_path,
 )
-from ansible_collections.meshlink.multicluster.plugins.module_utils._ownership import mesh_selector
 from ansible_collections.meshlink.multicluster.plugins.module_utils._plan import SEED_TOPOLOGY, checked_plan
 from ansible_collections.meshlink.multicluster.plugins.module_utils._vip import (
     ConfigMapStore,

@@ -292,5 +292,5 @@ def _wait_gone(cluster: Any, deleted: Sequence[Dict[str, str]], timeout: int, cl
             return
         if clock() >= deadline:
             raise MeshlinkError('Still there after %ds in %s: %s' % (timeout, cluster.context,
-                                                                    ', '.join(describe_key(k) for k in pending)))
+                                                                     ', '.join(describe_key(k) for k in pending)))
         sleep(1)

@@ -84,7 +84,7 @@ def version_of(body: str, prefixes: Dict[str, str]) -> Optional[str]:
 def _line(cluster_name: str, namespace: str, target: Dict[str, Any], result: Dict[str, Any]) -> Dict[str, Any]:
     if result.get('ok'):
         text = '%s → %s: %s in %d ms after %d attempt(s)' % (cluster_name, target['name'], result.get('status_code'),
-                                                            result.get('elapsed_ms') or 0, result.get('attempts') or 1)
+                                                             result.get('elapsed_ms') or 0, result.get('attempts') or 1)
         return {'ok': True, 'text': text}
     status = 'status %s, ' % result['status_code'] if result.get('status_code') is not None else ''
     text = '%s → %s: FAILED (%s%s) after %d attempt(s) from %s/%s, url %s' % (
@@ -152,7 +152,7 @@ def mesh_lines(cluster: Any, plan: Dict[str, Any], name: str, istio_namespace: s
                      if source_network != network else 'the pods (same network)')
             text = '%s: %s/%s → %s: %s' % (name, consumer, found.get('proxy', '?'), service['host'],
                                            'endpoints %s, behind %s' % (', '.join('%s:%s' % e for e in
-                                                                                   found.get('endpoints') or []), where)
+                                                                                  found.get('endpoints') or []), where)
                                            if why is None else 'FAILED (%s)' % why)
             lines.append({'ok': why is None, 'text': text, 'kind': 'edsz'})
     return lines

@@ -71,6 +71,7 @@ def store_name_for(mesh: str) -> str:
     """The VIP store's ConfigMap name of a mesh: ``meshlink-vips-<mesh>``."""
     return '%s-%s' % (STORE_PREFIX, mesh)
 
+
 ISTIO_AUTO_ALLOCATION = ipaddress.ip_network('240.240.0.0/16')  # Istio's own DNS auto-allocation range
 LOOPBACK = ipaddress.ip_network('127.0.0.0/8')
 MULTICAST = ipaddress.ip_network('224.0.0.0/4')

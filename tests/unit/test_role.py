@@ -155,8 +155,7 @@ def tasks_of(path: str) -> Iterator[Dict[str, Any]]:
     for task in _task_file(path) or []:
         yield task
         for section in ('block', 'rescue', 'always'):
-            for inner in task.get(section) or []:
-                yield inner
+            yield from task.get(section) or []
 
 
 def included(task: Dict[str, Any]) -> List[str]:

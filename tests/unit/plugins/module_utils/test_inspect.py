@@ -11,7 +11,7 @@ import collections
 
 import pytest
 
-from ansible_collections.meshlink.multicluster.plugins.module_utils._errors import ApiError, InputError, MeshlinkError
+from ansible_collections.meshlink.multicluster.plugins.module_utils._errors import ApiError, InputError
 from ansible_collections.meshlink.multicluster.plugins.module_utils._inspect import inspect_cluster, light, merged
 from ansible_collections.meshlink.multicluster.plugins.module_utils._plan import build_plan
 from meshlink_clusters import GATEWAY_IPS, istio_cluster, mesh_object, user_object
@@ -97,7 +97,7 @@ def test_the_vip_store_and_other_meshes_stores():
     assert state['vip_store']['data'] == {'httpbin.bar.global': '240.0.0.5'}
     assert state['vip_store']['exists'] and state['vip_store']['managed'] and state['vip_store']['resourceVersion']
     assert [(r['address'], r['hosts']) for r in state['reserved']] == [('240.0.0.9',
-                                                                          ['httpbin.bar.global (mesh green)'])]
+                                                                        ['httpbin.bar.global (mesh green)'])]
 
 
 # -- everything in the way is named now, before any write --------------------------------------

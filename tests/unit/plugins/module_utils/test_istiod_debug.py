@@ -275,8 +275,9 @@ GOOD_EDSZ = {
 }
 
 
-def debug(clusterz=GOOD_CLUSTERZ, networkz=NETWORKZ[:2], syncz=GOOD_SYNCZ, edsz=GOOD_EDSZ):
-    return FakeDebug(clusterz, networkz, syncz, edsz)
+def debug(clusterz=None, networkz=None, syncz=None, edsz=None):
+    return FakeDebug(GOOD_CLUSTERZ if clusterz is None else clusterz, NETWORKZ[:2] if networkz is None else networkz,
+                     GOOD_SYNCZ if syncz is None else syncz, GOOD_EDSZ if edsz is None else edsz)
 
 
 def test_mesh_lines_all_good():

@@ -226,7 +226,7 @@ def eastwest_service(network='n1', name='istio-eastwestgateway', ports=(15021, 1
     if annotations:
         metadata['annotations'] = annotations
     spec = {'type': service_type, 'ports': [{'name': 'p%d' % p, 'port': p, 'nodePort': 30000 + p % 1000}
-                                              for p in ports]}
+                                            for p in ports]}
     if external_ips:
         spec['externalIPs'] = list(external_ips)
     return {'metadata': metadata, 'spec': spec,

@@ -62,7 +62,7 @@ ORDERS_PORTS = [{'name': 'http-web', 'port': 8000, 'targetPort': 8080, 'protocol
 
 def clock_at(text):
     moment = datetime.datetime.strptime(text, '%Y-%m-%dT%H:%M:%SZ').replace(tzinfo=datetime.timezone.utc)
-    return lambda: moment.timestamp()
+    return moment.timestamp
 
 
 NOW = clock_at('2026-05-01T12:00:00Z')
@@ -347,8 +347,8 @@ def test_inspect_ready_primary_passes_with_its_facts():
     result = inspect_multinet(clusters['west'], two_primaries(), 'west')
     assert not result.get('failed'), result.get('msg')
     assert [c['name'] for c in result['checks']] == ['api', 'networking_api', 'istio_namespace', 'istio_version',
-                                                      'istiod', 'eastwest_gateway', 'network', 'exported_services',
-                                                      'dns', 'peer_api_server', 'remote_secrets']
+                                                     'istiod', 'eastwest_gateway', 'network', 'exported_services',
+                                                     'dns', 'peer_api_server', 'remote_secrets']
     assert set(CHECKS) == set(by_name(result))
     assert {c['status'] for c in result['checks']} == {'pass'}
     assert (result['istio_version'], result['cluster_id'], result['mesh_id']) == ('1.24.3', 'west', 'mesh1')

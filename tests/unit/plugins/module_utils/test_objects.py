@@ -114,7 +114,7 @@ def with_server_defaults(obj):
 
 
 NAMESPACE_WANTED = make('Namespace', 'foo', None, obj_labels=dict(labels(part='namespace'),
-                                                                   **{'istio-injection': 'enabled'}))
+                                                                  **{'istio-injection': 'enabled'}))
 
 # (case id, desired, existing, differs)
 DIFFERS = [

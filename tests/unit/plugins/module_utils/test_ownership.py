@@ -47,7 +47,7 @@ def test_mesh_selector_finds_only_the_mesh():
         ('configmaps', {'metadata': {'name': 'user', 'namespace': 'n'}}),
     ])
     names = [o['metadata']['name'] for o in cluster.list('/api/v1/namespaces/n/configmaps', None,
-                                                          label_selector=mesh_selector('blue'))]
+                                                         label_selector=mesh_selector('blue'))]
     assert names == ['blue']
     everything = cluster.list('/api/v1/namespaces/n/configmaps', None, label_selector=managed_selector())
     assert sorted(o['metadata']['name'] for o in everything) == ['blue', 'green', 'old']

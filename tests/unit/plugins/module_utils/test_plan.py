@@ -311,7 +311,7 @@ def test_every_multi_network_problem_at_once():
     given = {'east': {'meshlink_istio_role': 'boss'}, 'west': {'meshlink_network': 'N'}}
     errors = _errors([], TWO, topology='multi_primary', cluster_settings=given)
     assert {e.split(':')[0] for e in errors} >= {'hostvars.east.meshlink_network', 'hostvars.east.meshlink_istio_role',
-                                                  'hostvars.west.meshlink_network'}
+                                                 'hostvars.west.meshlink_network'}
 
 
 # -- checked_plan: what the per-cluster modules accept -----------------------------------------

@@ -25,7 +25,7 @@ from meshlink_fakes import seed_service
 
 
 def lookup_of(variables):
-    return lambda name: variables.get(name)
+    return variables.get
 
 
 # -- host_connection ---------------------------------------------------------------------------
@@ -170,7 +170,7 @@ def test_a_cluster_that_consumes_nothing_needs_no_gateway():
      ['inventory hosts c1 and c2 reach the same cluster (?, kube-system uid a): each host must be its own cluster - '
       'fix their meshlink_context/meshlink_host']),
     ({'c2': {'kube_system_uid': 'a', 'server': 'https://k:6443'}, 'c1': {'kube_system_uid': 'a',
-                                                                        'server': 'https://k:6443'}},
+                                                                         'server': 'https://k:6443'}},
      ['inventory hosts c1 and c2 reach the same cluster (https://k:6443, kube-system uid a): each host must be its own '
       'cluster - fix their meshlink_context/meshlink_host']),
     ({'c1': {'kube_system_uid': 'a'}, 'c2': {'kube_system_uid': 'a'}, 'c3': {'kube_system_uid': 'a'}}, 2),
