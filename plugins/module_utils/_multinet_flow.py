@@ -50,7 +50,7 @@ from ansible_collections.meshlink.multicluster.plugins.module_utils._ownership i
     mesh_selector,
     part_of,
 )
-from ansible_collections.meshlink.multicluster.plugins.module_utils._plan import checked_plan
+from ansible_collections.meshlink.multicluster.plugins.module_utils._plan import checked_plan, remote_rule_services
 from ansible_collections.meshlink.multicluster.plugins.module_utils._reader import ClusterReader
 
 METADATA = 'application/json;as=PartialObjectMetadata;g=meta.k8s.io;v=v1,application/json'
@@ -185,18 +185,10 @@ def wanted(plan: Dict[str, Any], name: str, settings: Dict[str, Any], needs_stub
             keys[('ServiceAccount', mesh_ns, mn.reader_account(reader_name))] = mn.READER_PART
             keys[('ClusterRoleBinding', '', mn.reader_binding(plan['mesh'], reader_name))] = mn.READER_PART
     for service in part['consumes']:
-        key = '%s.%s' % (service['name'], service['namespace'])
         if needs_stubs:
-            keys[('Service', service['namespace'], service['name'])] = key
-        if service.get('subsets'):
-            rule = mn.remote_rule_name(service['name'], service['namespace'])
-            keys[('DestinationRule', service['consumer_namespace'], rule)] = key
-            keys[('VirtualService', service['consumer_namespace'], rule)] = key
-    for service in part['exports']:
-        if service.get('subsets'):
-            keys[('DestinationRule', service['namespace'],
-                  mn.local_rule_name(service['name'], service['namespace']))] = '%s.%s' % (service['name'],
-                                                                                           service['namespace'])
+            keys[('Service', service['namespace'], service['name'])] = '%s.%s' % (service['name'], service['namespace'])
+    for rule in subset_rules(plan, name):
+        keys[object_key(rule)] = part_of(rule)
     del samples
     return keys
 
@@ -402,6 +394,24 @@ def _network_label(namespace: Optional[Dict[str, Any]], network: str, mesh: str)
     return [Desired(mn.render_network_label(name, network, mesh), compare='labels', owned=False)]
 
 
+def subset_rules(plan: Dict[str, Any], name: str) -> List[Dict[str, Any]]:
+    """The versioned-routing rules this cluster holds: a primary's own and those of the remotes
+    it serves (istiod reads Istio configuration from its own cluster only; a remote holds none).
+    A rule two of them need (one service consumed into one namespace) is written once."""
+    if plan['istio'][name]['role'] != 'primary':
+        return []
+    rules: Dict[Key, Dict[str, Any]] = {}
+    for cluster in [name] + list(plan['clusters'][name].get('config_for') or []):
+        consumes, exports = remote_rule_services(plan['clusters'][cluster])
+        for service in consumes:
+            for obj in mn.render_subset_rules(service, service['consumer_namespace'], plan['mesh'], consumer=True):
+                rules.setdefault(object_key(obj), obj)
+        for service in exports:
+            for obj in mn.render_subset_rules(service, service['namespace'], plan['mesh'], consumer=False):
+                rules.setdefault(object_key(obj), obj)
+    return list(rules.values())
+
+
 def reconcile_multinet(cluster: Any, plan: Dict[str, Any], name: str, state: Dict[str, Any],
                        peers: Optional[Dict[str, Any]] = None, peer_services: Optional[Dict[str, Any]] = None,
                        multinetwork: Optional[Dict[str, Any]] = None, sample_apps: Optional[Dict[str, Any]] = None,
@@ -449,9 +459,8 @@ def reconcile_multinet(cluster: Any, plan: Dict[str, Any], name: str, state: Dic
                               'this run; include it' % (key, key, service['cluster']))
             else:
                 objects.append(mn.render_stub_service(service, ports, mesh))
-        objects.extend(mn.render_subset_rules(service, service['consumer_namespace'], mesh, consumer=True))
-    for service in part['exports']:
-        objects.extend(mn.render_subset_rules(service, service['namespace'], mesh, consumer=False))
+    rules = subset_rules(plan, name)
+    objects.extend(rules)
     if errors:
         raise InputError(errors)
 
@@ -468,6 +477,7 @@ def reconcile_multinet(cluster: Any, plan: Dict[str, Any], name: str, state: Dic
         inject = sorted(set(sleep_ns) | set(export_ns))
     # The services' own namespaces are needed in a consumer cluster only for stub Services.
     needed = set(part['consumer_namespaces']) | {s['namespace'] for s in part['exports']}
+    needed |= {o['metadata']['namespace'] for o in rules}
     if state.get('needs_stubs'):
         needed |= {s['namespace'] for s in part['consumes']}
     namespace_desired, messages = _samples.namespace_objects(sorted(needed), namespaces, mesh, inject)

@@ -31,7 +31,7 @@ from __future__ import annotations
 import copy
 import hashlib
 import json
-from typing import Any, Dict, List, Optional, Sequence
+from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 from ansible_collections.meshlink.multicluster.plugins.module_utils._errors import InputError
 from ansible_collections.meshlink.multicluster.plugins.module_utils._mesh import (
@@ -218,6 +218,28 @@ def _fingerprint(plan: Dict[str, Any]) -> str:
     return hashlib.sha256(text.encode('utf-8')).hexdigest()
 
 
+def remote_rule_services(part: Dict[str, Any]) -> Tuple[List[Dict[str, Any]], List[Dict[str, Any]]]:
+    """The services with versioned subsets a cluster consumes and exports: ``(consumes, exports)``."""
+    return ([s for s in part['consumes'] if s.get('subsets')], [s for s in part['exports'] if s.get('subsets')])
+
+
+def _route_config_to_primaries(plan_clusters: Dict[str, Dict[str, Any]], settings: Dict[str, Dict[str, Any]]) -> None:
+    """A remote's Istio configuration lives in its primary: istiod reads DestinationRules and
+    VirtualServices from its own cluster only, so the subset rules of a remote's services are
+    written there (``config_for``), and the primary needs their namespaces."""
+    for cluster, entry in plan_clusters.items():
+        entry['config_for'] = []
+    for cluster, entry in plan_clusters.items():
+        own = settings[cluster]
+        if own['role'] != 'remote':
+            continue
+        primary = plan_clusters[own['primary']]
+        primary['config_for'].append(cluster)
+        consumes, exports = remote_rule_services(entry)
+        extra = {s['consumer_namespace'] for s in consumes} | {s['namespace'] for s in exports}
+        primary['namespaces'] = sorted(set(primary['namespaces']) | extra)
+
+
 def build_plan(services: Any, clusters: Any, mesh: Any = DEFAULT_MESH, topology: Any = SEED_TOPOLOGY,
                consumer_namespace: Any = 'istio-system',
                cluster_settings: Optional[Dict[str, Dict[str, Any]]] = None) -> Dict[str, Any]:
@@ -279,6 +301,8 @@ def build_plan(services: Any, clusters: Any, mesh: Any = DEFAULT_MESH, topology:
             entry['reads'] = sorted(c for c in cluster_list if c != cluster) if own['role'] == 'primary' else []
             entry['read_by'] = sorted(p for p in primaries if p != cluster)
         plan_clusters[cluster] = entry
+    if multi_network:
+        _route_config_to_primaries(plan_clusters, settings)
 
     plan: Dict[str, Any] = {
         'version': PLAN_VERSION,

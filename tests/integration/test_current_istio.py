@@ -7,7 +7,7 @@ per primary, each on its own network with an east-west gateway:
 
     cluster1  primary, network1      exports echo (subsets v1/v2, routed to v2)
     cluster2  primary, network2      exports httpbin; consumes echo and hello
-    cluster3  remote of cluster1, network3   exports hello; consumes httpbin
+    cluster3  remote of cluster1, network3   exports hello; consumes httpbin and echo
 
 so the mesh is multi-primary on two networks plus one primary-remote pair. The playbooks run
 as the collection's own ServiceAccount (access.yml, run with the lab's admin credentials).
@@ -48,7 +48,8 @@ SERVICES = [
     {"name": "httpbin", "namespace": "bar", "cluster": "cluster2", "ports": PORTS,
      "consumers": [{"cluster": "cluster1", "namespace": "foo"}, {"cluster": "cluster3", "namespace": "foo"}]},
     {"name": "echo", "namespace": "echo", "cluster": "cluster1", "ports": PORTS, "subsets": SUBSETS,
-     "route_subset": "v2", "consumers": [{"cluster": "cluster2", "namespace": "foo"}]},
+     "route_subset": "v2", "consumers": [{"cluster": "cluster2", "namespace": "foo"},
+                                          {"cluster": "cluster3", "namespace": "foo"}]},
     {"name": "hello", "namespace": "baz", "cluster": "cluster3", "ports": PORTS,
      "consumers": [{"cluster": "cluster2", "namespace": "foo"}]},
 ]
@@ -234,6 +235,10 @@ def test_setup_writes_what_istiod_expects_and_only_that(current):
     # subsets on the .svc.cluster.local host, both sides
     assert current.get("cluster2", "destinationrules.networking.istio.io", "echo-echo-remote", "-n", "foo")
     assert current.get("cluster1", "destinationrules.networking.istio.io", "echo-echo-local", "-n", "echo")
+    # the remote cluster3's routing lives in its primary, where cluster1's istiod reads it; none in cluster3
+    assert current.get("cluster1", "virtualservices.networking.istio.io", "echo-echo-remote", "-n", "foo")
+    for kind in ("destinationrules.networking.istio.io", "virtualservices.networking.istio.io"):
+        assert current.get("cluster3", kind, "-A")["items"] == [], kind
 
 
 def test_every_peer_is_synced_in_istiod(current):
@@ -282,7 +287,8 @@ def test_verify_reads_istiod_through_the_api_and_every_pair_answers(current):
     assert "cluster2: istiod reads cluster3 (cluster3): synced" in text
     assert f"behind the east-west gateway of network2 {eastwest_address(current, 'cluster2')}" in text, run.report()
     for line in ("cluster1 → httpbin.bar.svc.cluster.local: 200", "cluster3 → httpbin.bar.svc.cluster.local: 200",
-                 "cluster2 → hello.baz.svc.cluster.local: 200", "cluster2 → echo.echo.svc.cluster.local: 200"):
+                 "cluster2 → hello.baz.svc.cluster.local: 200", "cluster2 → echo.echo.svc.cluster.local: 200",
+                 "cluster3 → echo.echo.svc.cluster.local: 200"):
         assert line in text, run.report()
     assert "(version v2), routed to v2" in text and "routed to v2: FAILED" not in text, run.report()
 
@@ -300,11 +306,13 @@ def test_a_request_takes_the_path_istiod_programmed(current):
     assert path[-1]["cluster"] == "cluster2" and path[-1]["pod"].startswith("httpbin-"), path
 
 
-def test_versioned_routing_answers_from_the_routed_subset(current):
+@pytest.mark.parametrize("client", ["cluster2", "cluster3"], ids=["primary", "remote"])
+def test_versioned_routing_answers_from_the_routed_subset(current, client):
+    """cluster2 holds its own routing; the remote cluster3's is in cluster1, its istiod's cluster."""
     answered = set()
     for _ in range(4):
         rid = f"cv-{uuid.uuid4().hex[:10]}"
-        proc = current.exec_curl("cluster2", "foo", "http://echo.echo.svc.cluster.local:8000/ip", rid)
+        proc = current.exec_curl(client, "foo", "http://echo.echo.svc.cluster.local:8000/ip", rid)
         assert proc.returncode == 0, proc.stderr
         path = current.hops(rid)
         assert any("_.v2_." in (h.get("sni") or "") for h in path), path

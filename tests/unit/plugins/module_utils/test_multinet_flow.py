@@ -787,6 +787,35 @@ def test_primary_remote_setup_exposes_istiod_and_reads_the_remote():
     assert reconciles['spoke']['peer_tokens']['hub']['connection']['cluster_name'] == 'cluster2'
 
 
+def test_a_remotes_versioned_routing_is_written_in_its_primary():
+    """istiod reads DestinationRules and VirtualServices from its own cluster only: the subset
+    rules a remote consumer needs go to its primary (next to the primary's own), none to the
+    remote, and one the remote still holds from before is pruned."""
+    plan = build_plan([seed_service(name='orders', namespace='shop', cluster='hub',
+                                    consumers=[{'cluster': 'spoke', 'namespace': 'foo'}],
+                                    ports=[{'name': 'web', 'number': 8000, 'protocol': 'HTTP'}],
+                                    subsets=SUBSETS, route_subset='v2')],
+                      ['hub', 'spoke'], mesh=MESH, topology='primary_remote', cluster_settings={
+                          'hub': {'meshlink_network': 'n1', 'meshlink_istio_role': 'primary',
+                                  'meshlink_istio_cluster_name': 'cluster1'},
+                          'spoke': {'meshlink_network': 'n2', 'meshlink_istio_cluster_name': 'cluster2'}})
+    assert plan['clusters']['hub']['config_for'] == ['spoke']
+    assert plan['clusters']['hub']['namespaces'] == ['foo', 'shop']       # foo: the spoke's rules live there
+    stale = mesh_object('destinationrules', 'orders-shop-remote', 'foo', 'orders.shop', spec={'host': 'x'})
+    clusters = {'hub': current_cluster('hub', 'n1', cluster_id='cluster1', sources=[('orders', 'shop', ORDERS_PORTS)]),
+                'spoke': current_cluster('spoke', 'n2', istiod=False, extra=[stale],
+                                         namespace_annotations={mn.CONTROL_PLANE_ANNOTATION: 'cluster1'})}
+    setup(clusters, plan)
+    hub, spoke = clusters['hub'], clusters['spoke']
+    assert stored(hub, 'destinationrules', 'orders-shop-local', 'shop')['spec']['subsets'][1]['name'] == 'v2'
+    route = stored(hub, 'virtualservices', 'orders-shop-remote', 'foo')['spec']['http'][0]['route']
+    assert route == [{'destination': {'host': 'orders.shop.svc.cluster.local', 'subset': 'v2'}}]
+    assert stored(hub, 'destinationrules', 'orders-shop-remote', 'foo') is not None
+    assert stored(spoke, 'destinationrules', 'orders-shop-remote', 'foo') is None     # pruned
+    assert not [k for k in spoke.store if k[0] in ('destinationrules', 'virtualservices')]
+    assert stored(spoke, 'services', 'orders', 'shop') is not None            # the stub stays the remote's
+
+
 # -- remote secrets -------------------------------------------------------------------------------
 
 def test_remote_secret_missing_without_a_token_is_an_error_naming_the_peer():
