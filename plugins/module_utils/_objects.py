@@ -25,11 +25,10 @@ every write with ``dryRun=All``, so the server validates what a real run would w
 
 from __future__ import annotations
 
-import copy
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Callable, Dict, Iterable, List, Optional, Sequence, Tuple
 
-from ansible_collections.meshlink.multicluster.plugins.module_utils._client import ObjectRef, core_path, group_path
+from ansible_collections.meshlink.multicluster.plugins.module_utils._client import ObjectRef, core_path, group_path, json_copy
 from ansible_collections.meshlink.multicluster.plugins.module_utils._errors import ApiError, ApplyConflict, MeshlinkError
 from ansible_collections.meshlink.multicluster.plugins.module_utils._names import FIELD_MANAGER, ISTIO_PLURALS, NETWORKING_GROUP
 from ansible_collections.meshlink.multicluster.plugins.module_utils._ownership import (
@@ -96,7 +95,7 @@ def strip_object(obj: Optional[Dict[str, Any]]) -> Dict[str, Any]:
     """The object without server bookkeeping, for diffs and comparisons."""
     if not obj:
         return {}
-    result = copy.deepcopy(obj)
+    result = json_copy(obj)
     metadata = result.get('metadata') or {}
     for field in VOLATILE_METADATA:
         metadata.pop(field, None)
@@ -223,7 +222,7 @@ class Outcome:
     def record(self, key: Key, action: str, before: Optional[Dict[str, Any]] = None,
                after: Optional[Dict[str, Any]] = None) -> None:
         self.objects.append({'kind': key[0], 'namespace': key[1], 'name': key[2], 'action': action})
-        if action != 'unchanged':
+        if action not in ('unchanged', 'kept'):
             self.changed = True
             self.diff.append(_diff(key, before, after))
 
@@ -244,7 +243,7 @@ class Writer:
         return resource_path(key[0], key[1] or None, key[2] if with_name else None, self.networking_version)
 
     def _body(self, desired: Desired) -> Dict[str, Any]:
-        body = copy.deepcopy(desired.obj)
+        body = json_copy(desired.obj)
         group, version, _plural, _namespaced = RESOURCES[desired.key[0]]
         if group == NETWORKING_GROUP:
             version = self.networking_version or 'v1'
@@ -301,8 +300,19 @@ class Writer:
     def _delete(self, change: Change, outcome: Outcome) -> None:
         key = change.key
         metadata = (change.existing or {}).get('metadata') or {}
-        gone = self.cluster.delete(self.path(key), ObjectRef(*key), resource_version=metadata.get('resourceVersion'),
-                                   uid=metadata.get('uid'))
+        try:
+            gone = self.cluster.delete(self.path(key), ObjectRef(*key),
+                                       resource_version=metadata.get('resourceVersion'), uid=metadata.get('uid'))
+        except ApiError as error:
+            if error.status != 403:
+                raise
+            # Ours, listed through a cluster-wide read, in a namespace this account was never
+            # granted (or no longer is): what it may write is done; this one waits for someone who may.
+            outcome.warnings.append('%s is no longer wanted but was kept: this account may not delete it there (%s) - '
+                                    'grant its namespace (access.yml, meshlink_access_extra_namespaces) or delete it '
+                                    'as an administrator' % (describe_key(key), error))
+            outcome.record(key, 'kept')
+            return
         if gone:
             outcome.record(key, _past('delete', self.check_mode), change.existing, None)
 

@@ -474,6 +474,22 @@ def test_a_delete_of_an_object_already_gone_records_nothing():
     assert outcome.objects == [] and not outcome.changed
 
 
+def test_a_delete_this_account_may_not_make_is_kept_with_a_warning():
+    """Ours, found by a cluster-wide list, in a namespace the account was never granted: the
+    rest of the run goes on; the object stays and the warning says how to remove it."""
+    class Forbidden(FakeCluster):
+        def delete(self, path, what, resource_version=None, uid=None):
+            raise ApiError('Could not delete %s: forbidden' % (what,), status=403, reason='Forbidden')
+    cluster = Forbidden()
+    current = put(cluster, se())
+    outcome = Writer(cluster, MESH, 'v1').execute([Change('delete', key(current), existing=current)])
+    assert outcome.objects == [{'kind': 'ServiceEntry', 'namespace': current['metadata']['namespace'],
+                                'name': 'httpbin-bar', 'action': 'kept'}]
+    assert not outcome.changed and outcome.diff == []
+    assert 'may not delete it there' in outcome.warnings[0] and 'meshlink_access_extra_namespaces' in outcome.warnings[0]
+    assert stored(cluster, 'ServiceEntry', 'httpbin-bar') is not None
+
+
 def test_outcome_records_only_changes_in_diff():
     outcome = Outcome()
     outcome.record(('ServiceEntry', 'foo', 'a'), 'unchanged')
