@@ -6,8 +6,10 @@
 
 from __future__ import annotations
 
+from ansible_collections.meshlink.multicluster.plugins.modules import cluster_access as module_code
 from ansible_collections.meshlink.multicluster.plugins.plugin_utils._cluster_action import ClusterAction
 
 
 class ActionModule(ClusterAction):
     MODULE = 'meshlink.multicluster.cluster_access'
+    CODE = module_code

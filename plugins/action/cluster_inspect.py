@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from typing import Any, Dict, Mapping, Optional
 
+from ansible_collections.meshlink.multicluster.plugins.modules import cluster_inspect as module_code
 from ansible_collections.meshlink.multicluster.plugins.plugin_utils._cluster_action import (
     ClusterAction,
     override_problems,
@@ -20,6 +21,7 @@ from ansible_collections.meshlink.multicluster.plugins.plugin_utils._cluster_act
 
 class ActionModule(ClusterAction):
     MODULE = 'meshlink.multicluster.cluster_inspect'
+    CODE = module_code
 
     def run(self, tmp: Any = None, task_vars: Optional[Dict[str, Any]] = None) -> Dict[str, Any]:
         task_vars = task_vars or {}

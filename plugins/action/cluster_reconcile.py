@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from typing import Any, Dict, Mapping
 
+from ansible_collections.meshlink.multicluster.plugins.modules import cluster_reconcile as module_code
 from ansible_collections.meshlink.multicluster.plugins.plugin_utils._cluster_action import (
     ClusterAction,
     reader_states,
@@ -22,6 +23,7 @@ from ansible_collections.meshlink.multicluster.plugins.plugin_utils._cluster_act
 
 class ActionModule(ClusterAction):
     MODULE = 'meshlink.multicluster.cluster_reconcile'
+    CODE = module_code
 
     def extra_args(self, args: Dict[str, Any], task_vars: Mapping[str, Any]) -> Dict[str, Any]:
         plan = args.get('plan')

@@ -10,11 +10,13 @@ from __future__ import annotations
 
 from typing import Any, Dict, Mapping
 
+from ansible_collections.meshlink.multicluster.plugins.modules import cluster_remote_secrets as module_code
 from ansible_collections.meshlink.multicluster.plugins.plugin_utils._cluster_action import ClusterAction, minted_tokens
 
 
 class ActionModule(ClusterAction):
     MODULE = 'meshlink.multicluster.cluster_remote_secrets'
+    CODE = module_code
 
     def extra_args(self, args: Dict[str, Any], task_vars: Mapping[str, Any]) -> Dict[str, Any]:
         if args.get('peers') is not None or not isinstance(args.get('plan'), Mapping):

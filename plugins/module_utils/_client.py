@@ -532,6 +532,17 @@ def warning_texts(header_values: Sequence[str]) -> List[str]:
     return texts
 
 
+def json_copy(value: Any) -> Any:
+    """A deep copy of JSON-shaped data (dicts, lists, scalars), as the API returns it: several
+    times faster than copy.deepcopy, which the inspection of a large cluster spent most of its
+    CPU in."""
+    if isinstance(value, dict):
+        return {key: json_copy(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [json_copy(item) for item in value]
+    return value
+
+
 class ObjectRef:
     """What a request is about, for messages: ``ServiceEntry foo/httpbin-bar``."""
 

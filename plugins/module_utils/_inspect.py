@@ -19,12 +19,11 @@ field path: the inspect play runs on every cluster before the first write of the
 
 from __future__ import annotations
 
-import copy
 from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 from ansible_collections.meshlink.multicluster.plugins.module_utils import _gateway, _istio, _preflight, _samples, _seed
 from ansible_collections.meshlink.multicluster.plugins.module_utils import _multinet_flow
-from ansible_collections.meshlink.multicluster.plugins.module_utils._client import ObjectRef
+from ansible_collections.meshlink.multicluster.plugins.module_utils._client import ObjectRef, json_copy
 from ansible_collections.meshlink.multicluster.plugins.module_utils._errors import ApiError, InputError, MeshlinkError
 from ansible_collections.meshlink.multicluster.plugins.module_utils._names import ISTIO_NAMESPACE
 from ansible_collections.meshlink.multicluster.plugins.module_utils._objects import (
@@ -64,9 +63,10 @@ def light(obj: Optional[Dict[str, Any]]) -> Optional[Dict[str, Any]]:
     with resourceVersion and uid (the preconditions of its deletion)."""
     if obj is None:
         return None
-    result = copy.deepcopy(obj)
-    (result.get('metadata') or {}).pop('managedFields', None)
-    result.pop('status', None)
+    result = {key: json_copy(value) for key, value in obj.items() if key not in ('status', 'metadata')}
+    if 'metadata' in obj:
+        result['metadata'] = {key: json_copy(value) for key, value in (obj['metadata'] or {}).items()
+                              if key != 'managedFields'}
     return result
 
 

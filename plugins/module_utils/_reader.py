@@ -16,10 +16,9 @@ the mesh has. ``fresh=True`` skips the cache where the caller polls (a pending l
 
 from __future__ import annotations
 
-import copy
 from typing import Any, Dict, List, Optional, Tuple
 
-from ansible_collections.meshlink.multicluster.plugins.module_utils._client import ObjectRef, core_path, group_path
+from ansible_collections.meshlink.multicluster.plugins.module_utils._client import ObjectRef, core_path, group_path, json_copy
 from ansible_collections.meshlink.multicluster.plugins.module_utils._names import ISTIO_PLURALS, NETWORKING_GROUP
 
 
@@ -58,12 +57,12 @@ class ClusterReader:
         key = (path, label_selector)
         if fresh or key not in self._lists:
             self._lists[key] = self.cluster.list(path, what, label_selector=label_selector)
-        return copy.deepcopy(self._lists[key])
+        return json_copy(self._lists[key])
 
     def get(self, path: str, what: ObjectRef, fresh: bool = False) -> Optional[Dict[str, Any]]:
         if fresh or path not in self._objects:
             self._objects[path] = self.cluster.get(path, what)
-        return copy.deepcopy(self._objects[path])
+        return json_copy(self._objects[path])
 
     # -- the collections the collection reads ----------------------------------------------
 

@@ -157,29 +157,34 @@ lines:
   elements: str
 '''
 
+from typing import Any
+
 from ansible_collections.meshlink.multicluster.plugins.module_utils._access import DEFAULT_TOKEN_SECONDS, reconcile_access
 from ansible_collections.meshlink.multicluster.plugins.module_utils._module import kube_module, run_with_cluster
 
 
-def main() -> None:
-    module = kube_module({
-        'plan': {'type': 'dict', 'required': True},
-        'cluster': {'type': 'str', 'required': True},
-        'state': {'type': 'str', 'choices': ['present', 'absent'], 'default': 'present'},
-        'service_account_namespace': {'type': 'str', 'default': 'meshlink-system'},
-        'istio_namespace': {'type': 'str', 'default': 'istio-system'},
-        'vip_store_name': {'type': 'str'},
-        'vip_store_namespace': {'type': 'str'},
-        'gateway_namespace': {'type': 'str'},
-        'eastwest_gateway_namespace': {'type': 'str'},
-        'extra_namespaces': {'type': 'list', 'elements': 'str', 'default': []},
-        'sample_apps': {'type': 'bool', 'default': True},
-        'token_lifetime': {'type': 'raw', 'default': DEFAULT_TOKEN_SECONDS, 'no_log': False},
-        'kubeconfig_path': {'type': 'path'},
-        'server': {'type': 'str'},
-        'render_to': {'type': 'path'},
-        'reader_secrets': {'type': 'bool', 'default': True},
-    })
+ARGUMENT_SPEC = {
+    'plan': {'type': 'dict', 'required': True},
+    'cluster': {'type': 'str', 'required': True},
+    'state': {'type': 'str', 'choices': ['present', 'absent'], 'default': 'present'},
+    'service_account_namespace': {'type': 'str', 'default': 'meshlink-system'},
+    'istio_namespace': {'type': 'str', 'default': 'istio-system'},
+    'vip_store_name': {'type': 'str'},
+    'vip_store_namespace': {'type': 'str'},
+    'gateway_namespace': {'type': 'str'},
+    'eastwest_gateway_namespace': {'type': 'str'},
+    'extra_namespaces': {'type': 'list', 'elements': 'str', 'default': []},
+    'sample_apps': {'type': 'bool', 'default': True},
+    'token_lifetime': {'type': 'raw', 'default': DEFAULT_TOKEN_SECONDS, 'no_log': False},
+    'kubeconfig_path': {'type': 'path'},
+    'server': {'type': 'str'},
+    'render_to': {'type': 'path'},
+    'reader_secrets': {'type': 'bool', 'default': True},
+}
+
+
+def run(module: Any) -> None:
+    """The module's work on ``module``: an AnsibleModule, or the action plugin's in-process one."""
     params = module.params
     run_with_cluster(module, lambda cluster: reconcile_access(
         cluster, params['plan'], params['cluster'], state=params['state'],
@@ -189,6 +194,10 @@ def main() -> None:
         kubeconfig_path=params['kubeconfig_path'], server=params['server'], render_to=params['render_to'],
         reader_secrets=params['reader_secrets'], store_namespace=params['vip_store_namespace'],
         gateway_namespace=params['gateway_namespace'], eastwest_namespace=params['eastwest_gateway_namespace']))
+
+
+def main() -> None:
+    run(kube_module(ARGUMENT_SPEC))
 
 
 if __name__ == '__main__':

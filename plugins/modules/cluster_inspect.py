@@ -150,26 +150,35 @@ cluster_identity:
   sample: {server: https://127.0.0.1:6443, kube_system_uid: 1b4e28ba-2fa1-11d2-883f-0016d3cca427}
 '''
 
+from typing import Any
+
 from ansible_collections.meshlink.multicluster.plugins.module_utils._inspect import inspect_cluster
 from ansible_collections.meshlink.multicluster.plugins.module_utils._module import kube_module, run_with_cluster
 
 
-def main() -> None:
-    module = kube_module({
-        'plan': {'type': 'dict', 'required': True},
-        'cluster': {'type': 'str', 'required': True},
-        'gateway': {'type': 'dict', 'default': {}},
-        'vip': {'type': 'dict', 'default': {}},
-        'sample_apps': {'type': 'dict'},
-        'checks': {'type': 'list', 'elements': 'str', 'default': []},
-        'fail_on': {'type': 'str', 'choices': ['fail', 'warn', 'never'], 'default': 'fail'},
-        'multinetwork': {'type': 'dict', 'default': {}},
-    })
+ARGUMENT_SPEC = {
+    'plan': {'type': 'dict', 'required': True},
+    'cluster': {'type': 'str', 'required': True},
+    'gateway': {'type': 'dict', 'default': {}},
+    'vip': {'type': 'dict', 'default': {}},
+    'sample_apps': {'type': 'dict'},
+    'checks': {'type': 'list', 'elements': 'str', 'default': []},
+    'fail_on': {'type': 'str', 'choices': ['fail', 'warn', 'never'], 'default': 'fail'},
+    'multinetwork': {'type': 'dict', 'default': {}},
+}
+
+
+def run(module: Any) -> None:
+    """The module's work on ``module``: an AnsibleModule, or the action plugin's in-process one."""
     params = module.params
     run_with_cluster(module, lambda cluster: inspect_cluster(
         cluster, params['plan'], params['cluster'], gateway=params['gateway'], vip=params['vip'],
         sample_apps=params['sample_apps'], checks=params['checks'], fail_on=params['fail_on'],
         multinetwork=params['multinetwork']))
+
+
+def main() -> None:
+    run(kube_module(ARGUMENT_SPEC))
 
 
 if __name__ == '__main__':

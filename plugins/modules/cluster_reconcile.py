@@ -138,33 +138,41 @@ peer_tokens:
   type: dict
 '''
 
+from typing import Any
+
 from ansible_collections.meshlink.multicluster.plugins.module_utils._module import kube_module, run_with_cluster
 from ansible_collections.meshlink.multicluster.plugins.module_utils._client import force_conflicts_argument_spec
 from ansible_collections.meshlink.multicluster.plugins.module_utils._setup import reconcile_cluster
 
 
-def main() -> None:
-    spec = {
-        'plan': {'type': 'dict', 'required': True},
-        'cluster': {'type': 'str', 'required': True},
-        'inspection': {'type': 'dict', 'required': True},
-        'gateways': {'type': 'dict'},
-        'vip': {'type': 'dict', 'default': {}},
-        'sample_apps': {'type': 'dict'},
-        'prune': {'type': 'bool', 'default': True},
-        'workers': {'type': 'int', 'default': 4},
-        'multinetwork': {'type': 'dict', 'default': {}},
-        'peers': {'type': 'dict'},
-        'peer_services': {'type': 'dict'},
-    }
-    spec.update(force_conflicts_argument_spec())
-    module = kube_module(spec)
+ARGUMENT_SPEC = {
+    'plan': {'type': 'dict', 'required': True},
+    'cluster': {'type': 'str', 'required': True},
+    'inspection': {'type': 'dict', 'required': True},
+    'gateways': {'type': 'dict'},
+    'vip': {'type': 'dict', 'default': {}},
+    'sample_apps': {'type': 'dict'},
+    'prune': {'type': 'bool', 'default': True},
+    'workers': {'type': 'int', 'default': 4},
+    'multinetwork': {'type': 'dict', 'default': {}},
+    'peers': {'type': 'dict'},
+    'peer_services': {'type': 'dict'},
+}
+ARGUMENT_SPEC.update(force_conflicts_argument_spec())
+
+
+def run(module: Any) -> None:
+    """The module's work on ``module``: an AnsibleModule, or the action plugin's in-process one."""
     params = module.params
     run_with_cluster(module, lambda cluster: reconcile_cluster(
         cluster, params['plan'], params['cluster'], params['inspection'], gateways=params['gateways'],
         vip=params['vip'], sample_apps=params['sample_apps'], prune=params['prune'],
         force_conflicts=params['force_conflicts'], workers=params['workers'], multinetwork=params['multinetwork'],
         peers=params['peers'], peer_services=params['peer_services']))
+
+
+def main() -> None:
+    run(kube_module(ARGUMENT_SPEC))
 
 
 if __name__ == '__main__':

@@ -90,22 +90,27 @@ lines:
   elements: str
 '''
 
+from typing import Any
+
 from ansible_collections.meshlink.multicluster.plugins.module_utils._module import kube_module, run_with_cluster
 from ansible_collections.meshlink.multicluster.plugins.module_utils._multinet_flow import write_remote_secrets
 
 
-def main() -> None:
-    module = kube_module({
-        'plan': {'type': 'dict', 'required': True},
-        'cluster': {'type': 'str', 'required': True},
-        'inspection': {'type': 'dict', 'required': True},
-        # Not no_log as a whole (its cluster names and expiries are what the output reports);
-        # the tokens in it are, below.
-        'peers': {'type': 'dict', 'no_log': False},
-        'multinetwork': {'type': 'dict', 'default': {}},
-        'prune': {'type': 'bool', 'default': True},
-        'workers': {'type': 'int', 'default': 4},
-    })
+ARGUMENT_SPEC = {
+    'plan': {'type': 'dict', 'required': True},
+    'cluster': {'type': 'str', 'required': True},
+    'inspection': {'type': 'dict', 'required': True},
+    # Not no_log as a whole (its cluster names and expiries are what the output reports);
+    # the tokens in it are, below.
+    'peers': {'type': 'dict', 'no_log': False},
+    'multinetwork': {'type': 'dict', 'default': {}},
+    'prune': {'type': 'bool', 'default': True},
+    'workers': {'type': 'int', 'default': 4},
+}
+
+
+def run(module: Any) -> None:
+    """The module's work on ``module``: an AnsibleModule, or the action plugin's in-process one."""
     params = module.params
     for peer in (params['peers'] or {}).values():
         token = ((peer or {}).get('token') or {}).get('token') if isinstance(peer, dict) else None
@@ -114,6 +119,10 @@ def main() -> None:
     run_with_cluster(module, lambda cluster: write_remote_secrets(
         cluster, params['plan'], params['cluster'], params['inspection'], peers=params['peers'],
         multinetwork=params['multinetwork'], prune=params['prune'], workers=params['workers']))
+
+
+def main() -> None:
+    run(kube_module(ARGUMENT_SPEC))
 
 
 if __name__ == '__main__':

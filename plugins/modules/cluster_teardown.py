@@ -104,29 +104,38 @@ lines:
   elements: str
 '''
 
+from typing import Any
+
 from ansible_collections.meshlink.multicluster.plugins.module_utils._module import kube_module, run_with_cluster
 from ansible_collections.meshlink.multicluster.plugins.module_utils._teardown import teardown_cluster
 
 
-def main() -> None:
-    module = kube_module({
-        'plan': {'type': 'dict', 'required': True},
-        'cluster': {'type': 'str', 'required': True},
-        'vip_store_namespace': {'type': 'str', 'default': 'istio-system'},
-        'vip_store_name': {'type': 'str'},
-        'sample_apps': {'type': 'bool', 'default': True},
-        'everything': {'type': 'bool', 'default': False},
-        'wait': {'type': 'bool', 'default': True},
-        'wait_timeout': {'type': 'int', 'default': 300},
-        'workers': {'type': 'int', 'default': 4},
-        'multinetwork': {'type': 'dict', 'default': {}},
-    })
+ARGUMENT_SPEC = {
+    'plan': {'type': 'dict', 'required': True},
+    'cluster': {'type': 'str', 'required': True},
+    'vip_store_namespace': {'type': 'str', 'default': 'istio-system'},
+    'vip_store_name': {'type': 'str'},
+    'sample_apps': {'type': 'bool', 'default': True},
+    'everything': {'type': 'bool', 'default': False},
+    'wait': {'type': 'bool', 'default': True},
+    'wait_timeout': {'type': 'int', 'default': 300},
+    'workers': {'type': 'int', 'default': 4},
+    'multinetwork': {'type': 'dict', 'default': {}},
+}
+
+
+def run(module: Any) -> None:
+    """The module's work on ``module``: an AnsibleModule, or the action plugin's in-process one."""
     params = module.params
     run_with_cluster(module, lambda cluster: teardown_cluster(
         cluster, params['plan'], params['cluster'], store_namespace=params['vip_store_namespace'],
         store_name=params['vip_store_name'], sample_apps=params['sample_apps'], everything=params['everything'],
         wait=params['wait'], wait_timeout=params['wait_timeout'], workers=params['workers'],
         multinetwork=params['multinetwork']))
+
+
+def main() -> None:
+    run(kube_module(ARGUMENT_SPEC))
 
 
 if __name__ == '__main__':

@@ -115,30 +115,39 @@ failed_pairs:
   type: int
 '''
 
+from typing import Any
+
 from ansible_collections.meshlink.multicluster.plugins.module_utils._module import kube_module, run_with_cluster
 from ansible_collections.meshlink.multicluster.plugins.module_utils._verify import verify_cluster
 
 
-def main() -> None:
-    module = kube_module({
-        'plan': {'type': 'dict', 'required': True},
-        'cluster': {'type': 'str', 'required': True},
-        'client': {'type': 'dict', 'default': {}},
-        'request': {'type': 'dict', 'default': {}},
-        'retries': {'type': 'int', 'default': 30},
-        'delay': {'type': 'int', 'default': 2},
-        'timeout': {'type': 'int', 'default': 120},
-        'attempt_timeout': {'type': 'int', 'default': 10},
-        'fail': {'type': 'bool', 'default': True},
-        'istio_namespace': {'type': 'str', 'default': 'istio-system'},
-        'versions': {'type': 'bool', 'default': False},
-    })
+ARGUMENT_SPEC = {
+    'plan': {'type': 'dict', 'required': True},
+    'cluster': {'type': 'str', 'required': True},
+    'client': {'type': 'dict', 'default': {}},
+    'request': {'type': 'dict', 'default': {}},
+    'retries': {'type': 'int', 'default': 30},
+    'delay': {'type': 'int', 'default': 2},
+    'timeout': {'type': 'int', 'default': 120},
+    'attempt_timeout': {'type': 'int', 'default': 10},
+    'fail': {'type': 'bool', 'default': True},
+    'istio_namespace': {'type': 'str', 'default': 'istio-system'},
+    'versions': {'type': 'bool', 'default': False},
+}
+
+
+def run(module: Any) -> None:
+    """The module's work on ``module``: an AnsibleModule, or the action plugin's in-process one."""
     params = module.params
     run_with_cluster(module, lambda cluster: verify_cluster(
         cluster, params['plan'], params['cluster'], client=params['client'], request=params['request'],
         retries=params['retries'], delay=params['delay'], timeout=params['timeout'],
         attempt_timeout=params['attempt_timeout'], fail=params['fail'], istio_namespace=params['istio_namespace'],
         versions=params['versions']))
+
+
+def main() -> None:
+    run(kube_module(ARGUMENT_SPEC))
 
 
 if __name__ == '__main__':

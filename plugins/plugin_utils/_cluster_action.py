@@ -20,7 +20,10 @@ the kubeconfig's current context:
   credential), which the module reads itself;
 - else the task fails naming the variables to set.
 
-Nothing here imports the kubernetes library (it would cost every worker process its import).
+On the controller (``connection: local``) the module's work runs in the action plugin's own
+process (``_in_process``): the action plugins import their module, and with it the kubernetes
+library, when ansible-core loads them in its main process, so every worker inherits the imports.
+The helpers above the ActionBase import are plain Python, imported by unit tests without Ansible.
 """
 
 from __future__ import annotations
@@ -223,6 +226,13 @@ def duplicate_identities(identities: Mapping[str, Optional[Mapping[str, Any]]]) 
 try:  # the helpers above are plain Python (unit tests import them without Ansible)
     from ansible.errors import AnsibleActionFail
     from ansible.plugins.action import ActionBase
+
+    from ansible_collections.meshlink.multicluster.plugins.plugin_utils._in_process import (
+        can_run_in_process,
+        module_argument_spec,
+        run_in_process,
+        task_environment,
+    )
 except ImportError:  # pragma: no cover
     ActionBase = object  # type: ignore[assignment,misc]
     AnsibleActionFail = Exception  # type: ignore[assignment,misc]
@@ -233,6 +243,9 @@ class ClusterAction(ActionBase):  # type: ignore[misc,valid-type]
     whatever else ``extra_args`` adds from the controller's view of the run."""
 
     MODULE = ''
+    # The module file (its ARGUMENT_SPEC and run), imported with the action plugin so that it
+    # runs in this process on the controller (plugin_utils/_in_process.py); None: always shipped.
+    CODE: Any = None
     TRANSFERS_FILES = False
     _VALID_ARGS = frozenset()  # the module validates its own arguments
 
@@ -266,5 +279,13 @@ class ClusterAction(ActionBase):  # type: ignore[misc,valid-type]
         except ConnectionMissing as error:
             raise AnsibleActionFail(str(error)) from None
         args.update(self.extra_args(args, task_vars))
+        code = self.CODE
+        if code is not None and can_run_in_process(self._connection.transport, self._var(task_vars, 'meshlink_in_process')):
+            environment: Dict[str, Any] = {}
+            self._compute_environment_string(environment)
+            with task_environment(environment):
+                result.update(run_in_process(self.MODULE, module_argument_spec(code.ARGUMENT_SPEC), code.run, args,
+                                             check_mode=bool(self._task.check_mode), diff=bool(self._task.diff)))
+            return result
         result.update(self._execute_module(module_name=self.MODULE, module_args=args, task_vars=task_vars))
         return result

@@ -98,6 +98,29 @@ def test_second_setup_run_changes_nothing(mesh):
     assert run.changed() == 0, run.report()
 
 
+def test_shipped_modules_see_and_do_what_the_in_process_run_does(mesh):
+    """meshlink_in_process: false ships the per-cluster modules as ordinary modules (the path of
+    any connection but local): the same inspection, the same plan of changes for a new service
+    in check mode, nothing to change on a converged mesh."""
+    in_process = mesh.play("setup", [seed()], "-v")
+    shipped = mesh.play("setup", [seed()], "-v", meshlink_in_process=False)
+    assert in_process.rc == 0 and shipped.rc == 0, shipped.report()
+    assert shipped.changed() == 0, shipped.report()
+
+    def reports(run):
+        return [line for line in run.out.splitlines() if re.search(r"\b(PASS|WARN|FAIL)\b", line)]
+    assert reports(shipped) == reports(in_process) and reports(shipped), shipped.report()
+    extra = seed(name="httpbin3")
+    predicted = [mesh.play("setup", [seed(), extra], "--check", "--diff", meshlink_in_process=flag)
+                 for flag in (True, False)]
+    assert all(r.rc == 0 and r.changed() > 0 for r in predicted), predicted[1].report()
+    creates = [sorted({" ".join(line.split()) for line in r.out.splitlines()
+                       if "httpbin3" in line and ("would_create" in line or "would be allocated" in line)})
+               for r in predicted]
+    assert creates[0] == creates[1] and any("ServiceEntry" in line for line in creates[0]), creates
+    assert kget("cluster1", "serviceentries.networking.istio.io", "httpbin3-bar", "-n", "istio-system") is None
+
+
 def test_check_mode_predicts_an_added_service_and_writes_nothing(mesh):
     assert mesh.play("setup", [seed()]).rc == 0
     extra = seed(name="httpbin2")

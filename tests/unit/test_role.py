@@ -243,8 +243,8 @@ def test_every_default_is_used():
     for entry_point in ENTRY_POINTS:
         used |= set(used_variables(entry_point))
     # Read by the action plugins rather than by a task: the gateways of sources outside the run,
-    # and the targets of a run (the playbooks' hosts).
-    used |= {'meshlink_gateway_overrides'}
+    # the targets of a run (the playbooks' hosts), and whether the modules run in the action's process.
+    used |= {'meshlink_gateway_overrides', 'meshlink_in_process'}
     assert sorted(set(DEFAULTS) - used) == []
 
 
