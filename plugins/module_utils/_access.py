@@ -273,8 +273,8 @@ def request_token(cluster: Any, namespace: str, service_account: str, seconds: i
                   audiences: Optional[Sequence[str]] = None) -> Dict[str, str]:
     """A token of ``service_account`` valid ``seconds`` (TokenRequest): ``{token, expires}``.
 
-    Check mode asks nothing (a TokenRequest has no dry run that says anything) and returns an
-    empty token with the expiry it would have.
+    Always asks the API server (a TokenRequest has no dry run that says anything): callers in
+    check mode do not call it.
     """
     spec: Dict[str, Any] = {'expirationSeconds': int(seconds)}
     if audiences:

@@ -264,6 +264,12 @@ def gateway_address(service: Dict[str, Any], nodes: Sequence[Dict[str, Any]]) ->
     return None
 
 
+def load_balancer_pending(service: Dict[str, Any]) -> bool:
+    """A LoadBalancer Service whose load balancer has not published an address yet."""
+    return (service.get('spec') or {}).get('type') == 'LoadBalancer' and \
+        not ((service.get('status') or {}).get('loadBalancer') or {}).get('ingress')
+
+
 def evaluate_eastwest(services: Sequence[Dict[str, Any]], nodes: Sequence[Dict[str, Any]], needs_istiod_ports: bool,
                       selector: str, namespace: str) -> Tuple[Dict[str, str], Optional[Dict[str, Any]]]:
     """The east-west gateway: one Service, port 15443 (15012 and 15017 too on a primary with
@@ -347,6 +353,11 @@ def evaluate_peer_api_server(server: str, given: bool, allow_loopback: bool,
         try:
             resolve(host, None)
         except (OSError, UnicodeError) as error:
+            if given:
+                # The istiods dial it from their networks, which may resolve names the controller does not.
+                return result(name, 'warn', 'Peers reach this API server at %s (%s); the controller cannot resolve %s '
+                              '(%s): the other clusters\' istiods must' % (server, source, host, error),
+                              'Make sure the name resolves where istiod runs, or give an IP address')
             return result(name, 'fail', 'The API server host %s (%s) does not resolve here: %s' % (host, source, error),
                           'Set meshlink_api_server_for_peers to a name the other clusters resolve, or an IP address')
     return result(name, 'pass', 'Peers reach this API server at %s (%s)' % (server, source))

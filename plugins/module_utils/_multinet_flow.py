@@ -25,7 +25,7 @@ the role keeps out of every log (``no_log``).
 from __future__ import annotations
 
 import time
-from typing import Any, Dict, List, Optional, Sequence, Tuple
+from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
 from ansible_collections.meshlink.multicluster.plugins.module_utils import _multinet as mn
 from ansible_collections.meshlink.multicluster.plugins.module_utils import _preflight, _samples
@@ -55,6 +55,8 @@ from ansible_collections.meshlink.multicluster.plugins.module_utils._reader impo
 
 METADATA = 'application/json;as=PartialObjectMetadata;g=meta.k8s.io;v=v1,application/json'
 METADATA_LIST = 'application/json;as=PartialObjectMetadataList;g=meta.k8s.io;v=v1,application/json'
+WAIT_INTERVAL = 2  # seconds between two reads of a pending east-west load balancer
+
 CHECKS = ('api', 'networking_api', 'istio_namespace', 'istio_version', 'istiod', 'network', 'eastwest_gateway',
           'exported_services', 'dns', 'peer_api_server', 'remote_secrets')
 # Kinds this topology writes, listed by the mesh's labels for pruning.
@@ -107,6 +109,12 @@ def settings_of(raw: Optional[Dict[str, Any]]) -> Dict[str, Any]:
             errors.append('multinetwork.reader.%s: %r is not a number of seconds' % (key, value))
         else:
             reader[key] = int(value)
+    value = eastwest['wait_timeout']
+    if isinstance(value, bool) or not (isinstance(value, int) or (isinstance(value, str) and value.isascii()
+                                                                  and value.isdigit())):
+        errors.append('multinetwork.eastwest.wait_timeout: %r is not a number of seconds' % (value,))
+    else:
+        eastwest['wait_timeout'] = int(value)
     if not errors and not 600 <= reader['token_lifetime'] <= 7 * 86400:
         errors.append('multinetwork.reader.token_lifetime: %d is not between 600 and 604800 seconds'
                       % reader['token_lifetime'])
@@ -228,7 +236,8 @@ def _ours_listed(reader: ClusterReader, cluster: Any, mesh: str, namespaces: Seq
 
 def inspect_multinet(cluster: Any, plan: Dict[str, Any], name: str, multinetwork: Optional[Dict[str, Any]] = None,
                      sample_apps: Optional[Dict[str, Any]] = None, checks: Optional[Sequence[str]] = None,
-                     fail_on: str = 'fail') -> Dict[str, Any]:
+                     fail_on: str = 'fail', sleep: Callable[[float], None] = time.sleep,
+                     clock: Callable[[], float] = time.monotonic) -> Dict[str, Any]:
     """``cluster_inspect`` for the multi-network topologies (module docstring)."""
     settings = settings_of(multinetwork)
     samples = _samples.sample_settings(sample_apps) if sample_apps is not None else None
@@ -249,7 +258,7 @@ def inspect_multinet(cluster: Any, plan: Dict[str, Any], name: str, multinetwork
         version = reader.server_version()
     except ApiError as error:
         add(mn.result('api', 'fail', str(error), 'Check the connection of this host'))
-        return _finish(out, name, cluster, fail_on, [])
+        return _finish(out, name, cluster, fail_on, [], istio['role'])
     add(mn.result('api', 'pass', 'Context %s answers (Kubernetes %s)' % (cluster.context, version.get('gitVersion', '?'))))
     networking = reader.networking_version_or_none()
     add(mn.result('networking_api', 'pass' if networking else 'fail',
@@ -271,16 +280,31 @@ def inspect_multinet(cluster: Any, plan: Dict[str, Any], name: str, multinetwork
     out['root_digest'] = mn.root_digest(reader.configmap(mesh_ns, 'istio-ca-root-cert') if namespace else None)
 
     eastwest = settings['eastwest']
-    if eastwest['service']:
-        found = reader.get(core_path('services', eastwest['namespace'], eastwest['service']),
-                           ObjectRef('Service', eastwest['namespace'], eastwest['service']))
-        services = [found] if found else []
-    else:
-        services = reader.services(eastwest['namespace'], _selector(eastwest['selector'])) if namespace else []
+
+    def eastwest_services(fresh: bool = False) -> List[Dict[str, Any]]:
+        if eastwest['service']:
+            found = reader.get(core_path('services', eastwest['namespace'], eastwest['service']),
+                               ObjectRef('Service', eastwest['namespace'], eastwest['service']), fresh=fresh)
+            return [found] if found else []
+        return reader.services(eastwest['namespace'], _selector(eastwest['selector']), fresh=fresh) if namespace else []
+    services = eastwest_services()
     serves_remotes = any(s['primary'] == name and c != name for c, s in plan['istio'].items())
-    check, address = mn.evaluate_eastwest(services, reader.nodes() if services else [],
-                                          istio['role'] == 'primary' and serves_remotes,
-                                          _selector(eastwest['selector']), eastwest['namespace'])
+
+    def evaluate() -> Tuple[Dict[str, str], Optional[Dict[str, Any]]]:
+        return mn.evaluate_eastwest(services, reader.nodes() if services else [],
+                                    istio['role'] == 'primary' and serves_remotes,
+                                    _selector(eastwest['selector']), eastwest['namespace'])
+    check, address = evaluate()
+    # A load balancer still being provisioned: wait for its address up to wait_timeout, as the
+    # seed topology waits for the ingress gateway's (a fresh install is the common case).
+    started = clock()
+    while address is None and len(services) == 1 and mn.load_balancer_pending(services[0]) \
+            and clock() - started < eastwest['wait_timeout']:
+        sleep(min(WAIT_INTERVAL, max(0.0, eastwest['wait_timeout'] - (clock() - started))))
+        services = eastwest_services(fresh=True)
+        check, address = evaluate()
+    if clock() - started >= 1:
+        check = dict(check, message='%s (waited %ds for the load balancer)' % (check['message'], clock() - started))
     add(check)
     out['eastwest'] = address
     istiod_deployment = next((d for d in deployments if (d.get('metadata') or {}).get('name') == 'istiod'), None)
@@ -359,18 +383,19 @@ def inspect_multinet(cluster: Any, plan: Dict[str, Any], name: str, multinetwork
     out['state'] = {'networking_version': networking, 'objects': [existing[k] for k in sorted(existing)],
                     'namespaces': namespaces, 'istio_namespace': _light(namespace), 'needs_stubs': needs_stubs,
                     'remote_secrets': secrets, 'vip_store': {}, 'istio_version': out.get('istio_version')}
-    return _finish(out, name, cluster, fail_on, [])
+    return _finish(out, name, cluster, fail_on, [], istio['role'])
 
 
-def _finish(out: Dict[str, Any], name: str, cluster: Any, fail_on: str, problems: List[str]) -> Dict[str, Any]:
+def _finish(out: Dict[str, Any], name: str, cluster: Any, fail_on: str, problems: List[str],
+            role: str) -> Dict[str, Any]:
     out['summary'] = _preflight.summarize(out['checks'])
     bad = _preflight.failing(out['checks'], fail_on)
     reasons = ['[%s] %s%s' % (c['name'], c['message'], ' - hint: %s' % c['hint'] if c['hint'] else '') for c in bad]
     reasons += problems + ['[ownership] %s' % c for c in out['conflicts']]
     summary = out['summary']
     out['lines'] = ['%s: Istio %s, %s %s, network %s | %d pass, %d warn, %d fail' % (
-        name, out.get('istio_version') or 'unknown', out.get('topology'), 'primary' if out.get('cluster_id') else
-        'remote', (out.get('state') or {}).get('istio_namespace') and
+        name, out.get('istio_version') or 'unknown', out.get('topology'), role,
+        (out.get('state') or {}).get('istio_namespace') and
         mn.labels_of(out['state']['istio_namespace']).get(mn.NETWORK_LABEL) or '(unlabelled)',
         summary.get('pass', 0), summary.get('warn', 0), summary.get('fail', 0))]
     for check in out['checks']:

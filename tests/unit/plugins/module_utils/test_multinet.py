@@ -399,9 +399,13 @@ PEER_SERVERS = [
     ('https://kind.localhost:6443', False, False, 'fail', ['loopback'], []),
     ('https://127.0.0.1:6443', False, True, 'warn', ['loopback address', 'works only where every istiod runs'], []),
     ('https://localhost:6443', False, True, 'warn', ['loopback'], []),
-    ('https://api.nowhere.invalid:6443', True, False, 'fail',
-     ['api.nowhere.invalid (meshlink_api_server_for_peers) does not resolve here', 'Name or service not known'],
-     ['api.nowhere.invalid']),
+    # given by the user: the istiods resolve it from their networks, the controller may not
+    ('https://api.nowhere.invalid:6443', True, False, 'warn',
+     ['(meshlink_api_server_for_peers); the controller cannot resolve api.nowhere.invalid', 'Name or service not known',
+      "the other clusters' istiods must"], ['api.nowhere.invalid']),
+    # the run's own connection: it just connected, a name that does not resolve here is a contradiction
+    ('https://api.nowhere.invalid:6443', False, False, 'fail',
+     ['api.nowhere.invalid (the address this run connects to) does not resolve here'], ['api.nowhere.invalid']),
     ('https://10.1.2.3:6443', False, False, 'pass', ['Peers reach this API server at https://10.1.2.3:6443'], []),
     ('https://[2001:db8::1]:6443', True, False, 'pass', ['(meshlink_api_server_for_peers)'], []),
     ('https://api.c1.example.com', True, False, 'pass', ['https://api.c1.example.com'], ['api.c1.example.com']),
@@ -410,7 +414,8 @@ PEER_SERVERS = [
 
 @pytest.mark.parametrize('server, given, allow, status, words, asked', PEER_SERVERS,
                          ids=['ipv4-loopback', 'given-loopback', 'ipv6-loopback', 'localhost', 'LOCALHOST',
-                              'dot-localhost', 'allowed-loopback', 'allowed-localhost', 'unresolvable', 'ip',
+                              'dot-localhost', 'allowed-loopback', 'allowed-localhost', 'unresolvable-given',
+                              'unresolvable-connected', 'ip',
                               'ipv6', 'resolvable'])
 def test_evaluate_peer_api_server(server, given, allow, status, words, asked):
     resolve = resolver()

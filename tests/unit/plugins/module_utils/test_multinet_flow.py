@@ -381,6 +381,62 @@ def test_inspect_with_dns_capture_needs_no_stubs():
     assert 'DNS proxy answers' in by_name(result)['dns']['message']
 
 
+def test_the_summary_line_names_the_inventory_role_even_without_istiod():
+    result = inspect_multinet(lab(west={'istiod': False})['west'], two_primaries(), 'west')
+    assert result['failed'] and result['lines'][0].startswith('west: Istio unknown, multi_primary primary, network ')
+
+
+class FakeTime:
+    """A clock that sleeping advances; ``on_sleep`` runs at each sleep (the world changing meanwhile)."""
+
+    def __init__(self, on_sleep=None):
+        self.now = 0.0
+        self.slept = []
+        self.on_sleep = on_sleep
+
+    def clock(self):
+        return self.now
+
+    def sleep(self, seconds):
+        self.slept.append(seconds)
+        self.now += seconds
+        if self.on_sleep:
+            self.on_sleep(len(self.slept))
+
+
+def pending(cluster):
+    cluster.store[('services', SYSTEM, 'istio-eastwestgateway')]['status'] = {'loadBalancer': {}}
+
+
+def test_inspect_waits_for_a_pending_east_west_load_balancer():
+    west = lab()['west']
+    pending(west)
+
+    def provisioned(sleeps):
+        if sleeps == 3:
+            west.store[('services', SYSTEM, 'istio-eastwestgateway')]['status'] = {
+                'loadBalancer': {'ingress': [{'ip': GATEWAYS['west']}]}}
+    fake = FakeTime(provisioned)
+    result = inspect_multinet(west, two_primaries(), 'west', sleep=fake.sleep, clock=fake.clock)
+    assert not result.get('failed'), result.get('msg')
+    assert fake.slept == [2, 2, 2]
+    check = by_name(result)['eastwest_gateway']
+    assert check['status'] == 'pass' and check['message'].endswith('(waited 6s for the load balancer)')
+    assert GATEWAYS['west'] in check['message']
+
+
+@pytest.mark.parametrize('wait_timeout, sleeps', [(5, [2, 2, 1]), (0, [])])
+def test_inspect_gives_up_on_a_pending_load_balancer_at_wait_timeout(wait_timeout, sleeps):
+    west = lab()['west']
+    pending(west)
+    fake = FakeTime()
+    result = inspect_multinet(west, two_primaries(), 'west', multinetwork={'eastwest': {'wait_timeout': wait_timeout}},
+                              sleep=fake.sleep, clock=fake.clock)
+    assert result['failed'] and fake.slept == sleeps
+    assert 'has no address: no load balancer ingress' in by_name(result)['eastwest_gateway']['message']
+    assert west.writes() == []
+
+
 @pytest.mark.parametrize('per_cluster, check, words', [
     ({'namespace_labels': {NET: 'n9'}}, 'network', 'the Istio namespace is labelled topology.istio.io/network=n9'),
     ({'eastwest_network': 'n9'}, 'network', 'istio-eastwestgateway has topology.istio.io/network=n9'),
