@@ -123,6 +123,8 @@ def multinetwork_rules(plan: Dict[str, Any], cluster: str) -> Tuple[List[Dict[st
     # rules one does not hold needs an unrestricted ``escalate``, which no least-privilege
     # account should have. Binding it needs only ``bind`` on its name.
     cluster_wide = [
+        # Stub Services are found by label wherever they are (one left behind when its consumer left).
+        _rule([''], ['services'], ['list']),
         _rule([RBAC_GROUP], ['clusterroles', 'clusterrolebindings'], ['list']),
         _rule([RBAC_GROUP], ['clusterrolebindings'], ['create']),
         _rule([RBAC_GROUP], ['clusterroles'], ['get', 'bind'], [role]),

@@ -226,6 +226,15 @@ def _ours_listed(reader: ClusterReader, cluster: Any, mesh: str, namespaces: Seq
         obj['kind'] = 'Secret'
         if part_of(obj) == mn.SECRET_PART:
             found[object_key(obj)] = obj
+    # Stub Services anywhere (metadata only): the stub of a service no longer consumed here sits
+    # in a namespace that left this cluster's part of the plan with its consumer.
+    answer = cluster.request('GET', resource_path('Service', None), ObjectRef('Service'), 'list',
+                             query={'labelSelector': '%s,%s=%s' % (selector, COMPONENT_LABEL, mn.STUB_PART)},
+                             accept=METADATA_LIST) or {}
+    for obj in answer.get('items') or []:
+        obj['kind'] = 'Service'
+        found[object_key(obj)] = obj
+    # In the plan's namespaces, whole objects: what setup compares its stubs and samples with.
     for namespace in namespaces:
         for obj in reader.list(resource_path('Service', namespace), ObjectRef('Service', namespace),
                                label_selector=selector):

@@ -347,4 +347,5 @@ class CurrentFakeCluster(FakeCluster):
         return {'kind': 'PartialObjectMetadataList', 'items': [
             {'metadata': copy.deepcopy(obj.get('metadata') or {})}
             for (kind, ns, _n), obj in sorted(self.store.items(), key=lambda i: str(i[0]))
-            if kind == plural and ns == namespace and _matches(obj, query.get('labelSelector'))]}
+            # no namespace in the path: every namespace (as the API lists a namespaced kind cluster-wide)
+            if kind == plural and (namespace is None or ns == namespace) and _matches(obj, query.get('labelSelector'))]}

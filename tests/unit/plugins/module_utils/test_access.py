@@ -177,6 +177,7 @@ def test_multinetwork_rules_of_a_read_cluster():
     plan = current_plan()
     cluster_wide, istio = multinetwork_rules(plan, 'east')          # read by west (edge is a remote: no reader)
     assert cluster_wide == [
+        rule([''], ['services'], ['list']),
         rule([RBAC], ['clusterroles', 'clusterrolebindings'], ['list']),
         rule([RBAC], ['clusterrolebindings'], ['create']),
         rule([RBAC], ['clusterroles'], ['get', 'bind'], ['meshlink-blue-istio-reader']),
@@ -198,14 +199,14 @@ def test_multinetwork_rules_of_a_read_cluster():
 ], ids=['east', 'remote-read-by-both', 'west'])
 def test_multinetwork_rules_name_the_bindings_of_the_readers(cluster, bindings):
     cluster_wide, _istio = multinetwork_rules(current_plan(), cluster)
-    assert cluster_wide[3]['resourceNames'] == bindings
+    assert cluster_wide[4]['resourceNames'] == bindings
 
 
 def test_multinetwork_rules_of_a_cluster_nobody_reads_name_no_real_binding():
     plan = build_plan([], ['hub', 'spoke'], mesh=MESH, topology='primary_remote', cluster_settings={
         'hub': {'meshlink_network': 'n1', 'meshlink_istio_role': 'primary'}, 'spoke': {'meshlink_network': 'n2'}})
     cluster_wide, _istio = multinetwork_rules(plan, 'hub')
-    assert cluster_wide[3]['resourceNames'] == ['meshlink-blue-istio-reader-none']
+    assert cluster_wide[4]['resourceNames'] == ['meshlink-blue-istio-reader-none']
 
 
 @pytest.mark.parametrize('cluster', ['east', 'edge', 'west'])

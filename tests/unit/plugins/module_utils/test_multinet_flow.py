@@ -792,9 +792,6 @@ def test_a_consumer_that_left_is_pruned_and_the_allow_list_follows():
     assert {o['action'] for o in reconciles['west']['objects'] if o['action'] != 'unchanged'} == {'deleted'}
 
 
-@pytest.mark.xfail(strict=True, reason='bug: the stub Service of a service no longer consumed stays - _ours_listed '
-                   'lists Services only in the plan\'s namespaces of the cluster, and the stub\'s namespace left the plan '
-                   'with the consumer (teardown misses it too, unless everything)')
 def test_the_stub_of_a_service_no_longer_consumed_is_pruned():
     clusters = lab()
     setup(clusters, two_primaries())
