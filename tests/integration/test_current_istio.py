@@ -430,6 +430,9 @@ def test_a_cluster_leaving_the_mesh_loses_its_remote_secrets(current):
             while time.time() < deadline and "cluster3" in {c["id"] for c in current.debug(primary, "/debug/clusterz")}:
                 time.sleep(1)
             assert "cluster3" not in {c["id"] for c in current.debug(primary, "/debug/clusterz")}
+        # hello (cluster3's) is consumed nowhere now: its stub Service in cluster2 went too,
+        # though its namespace is no longer cluster2's in the plan
+        assert current.get("cluster2", "service", "hello", "-n", "baz") is None
     finally:
         assert current.play("setup").rc == 0
 
