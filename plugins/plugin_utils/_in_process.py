@@ -104,7 +104,8 @@ def run_in_process(name: str, argument_spec: Mapping[str, Any], run: Callable[[A
         run(module)
     except ModuleExit as done:
         return done.result
-    except Exception as error:  # pylint: disable=broad-except - a module failure, reported as one
+    # A module's unexpected failure, reported as one (as the module path reports a traceback).
+    except Exception as error:  # pylint: disable=broad-except
         return {'failed': True, 'msg': '%s failed in the controller process: %s: %s'
                 % (name, type(error).__name__, error), 'exception': traceback.format_exc()}
     return {'failed': True, 'msg': '%s returned without a result (neither exit_json nor fail_json)' % name}
