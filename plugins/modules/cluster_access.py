@@ -31,14 +31,6 @@ description:
 author:
   - Meshlink contributors (@meshlink)
 options:
-  plan:
-    description: The result of M(meshlink.multicluster.mesh_plan).
-    type: dict
-    required: true
-  cluster:
-    description: The inventory host name of this cluster in the plan.
-    type: str
-    required: true
   state:
     description: V(present) grants, V(absent) revokes.
     type: str
@@ -100,6 +92,7 @@ options:
     type: bool
     default: true
 extends_documentation_fragment:
+  - meshlink.multicluster.cluster_of_plan
   - meshlink.multicluster.connection
 attributes:
   check_mode:

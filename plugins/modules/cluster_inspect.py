@@ -26,14 +26,6 @@ description:
 author:
   - Meshlink contributors (@meshlink)
 options:
-  plan:
-    description: The result of M(meshlink.multicluster.mesh_plan); its fingerprint is checked, it is not validated again.
-    type: dict
-    required: true
-  cluster:
-    description: The inventory host name of this cluster in the plan.
-    type: str
-    required: true
   gateway:
     description:
       - How to find this cluster's gateway (used when it exports services); keys as the options of
@@ -80,6 +72,7 @@ options:
     type: dict
     default: {}
 extends_documentation_fragment:
+  - meshlink.multicluster.cluster_of_plan
   - meshlink.multicluster.connection
   - meshlink.multicluster.attributes.read_only
 notes:

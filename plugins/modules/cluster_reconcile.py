@@ -28,14 +28,6 @@ description:
 author:
   - Meshlink contributors (@meshlink)
 options:
-  plan:
-    description: The result of M(meshlink.multicluster.mesh_plan).
-    type: dict
-    required: true
-  cluster:
-    description: The inventory host name of this cluster in the plan.
-    type: str
-    required: true
   inspection:
     description: RV(meshlink.multicluster.cluster_inspect#module:state) of this cluster, from this run.
     type: dict
@@ -79,6 +71,7 @@ options:
         When omitted, taken from the sources' registered C(meshlink_inspection).
     type: dict
 extends_documentation_fragment:
+  - meshlink.multicluster.cluster_of_plan
   - meshlink.multicluster.connection
   - meshlink.multicluster.force_conflicts
 attributes:

@@ -24,14 +24,6 @@ description:
 author:
   - Meshlink contributors (@meshlink)
 options:
-  plan:
-    description: The result of M(meshlink.multicluster.mesh_plan).
-    type: dict
-    required: true
-  cluster:
-    description: The inventory host name of this (primary) cluster in the plan.
-    type: str
-    required: true
   inspection:
     description: RV(meshlink.multicluster.cluster_inspect#module:state) of this cluster.
     type: dict
@@ -54,6 +46,7 @@ options:
     type: int
     default: 4
 extends_documentation_fragment:
+  - meshlink.multicluster.cluster_of_plan
   - meshlink.multicluster.connection
 attributes:
   check_mode:

@@ -25,14 +25,6 @@ description:
 author:
   - Meshlink contributors (@meshlink)
 options:
-  plan:
-    description: The result of M(meshlink.multicluster.mesh_plan).
-    type: dict
-    required: true
-  cluster:
-    description: The inventory host name of this cluster in the plan.
-    type: str
-    required: true
   vip_store_namespace:
     description: Namespace of the VIP store.
     type: str
@@ -65,6 +57,7 @@ options:
     type: dict
     default: {}
 extends_documentation_fragment:
+  - meshlink.multicluster.cluster_of_plan
   - meshlink.multicluster.connection
 attributes:
   check_mode:

@@ -26,14 +26,6 @@ description:
 author:
   - Meshlink contributors (@meshlink)
 options:
-  plan:
-    description: The result of M(meshlink.multicluster.mesh_plan).
-    type: dict
-    required: true
-  cluster:
-    description: The inventory host name of this cluster in the plan.
-    type: str
-    required: true
   client:
     description: The client pod - C(namespace) (default each consumer namespace), C(label_selector) (default
       C(app=sleep)), C(container) (default C(sleep)).
@@ -79,6 +71,7 @@ options:
     type: bool
     default: false
 extends_documentation_fragment:
+  - meshlink.multicluster.cluster_of_plan
   - meshlink.multicluster.connection
   - meshlink.multicluster.attributes.read_only
 '''

@@ -1,0 +1,24 @@
+# -*- coding: utf-8 -*-
+# Copyright: (c) 2026, Meshlink contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+
+"""The plan and cluster options of the per-cluster modules."""
+
+from __future__ import annotations
+
+
+class ModuleDocFragment:  # pylint: disable=too-few-public-methods
+    """C(meshlink.multicluster.cluster_of_plan): the options every per-cluster module takes first."""
+
+    DOCUMENTATION = r'''
+options:
+  plan:
+    description:
+      - The result of M(meshlink.multicluster.mesh_plan); its fingerprint is checked, it is not validated again.
+    type: dict
+    required: true
+  cluster:
+    description: The inventory host name of this cluster in the plan.
+    type: str
+    required: true
+'''
