@@ -90,31 +90,16 @@ def settings_of(raw: Optional[Dict[str, Any]]) -> Dict[str, Any]:
     for key in raw:
         if key not in known:
             errors.append("multinetwork: unknown key '%s' (known: %s)" % (key, ', '.join(known)))
-    eastwest = dict(mn.EASTWEST_DEFAULTS)
-    for key, value in (raw.get('eastwest') or {}).items():
-        if key not in eastwest:
-            errors.append("multinetwork.eastwest: unknown key '%s' (known: %s)" % (key, ', '.join(sorted(eastwest))))
-        elif value not in (None, ''):
-            eastwest[key] = value
-    reader = dict(mn.READER_DEFAULTS)
-    for key, value in (raw.get('reader') or {}).items():
-        if key not in reader:
-            errors.append("multinetwork.reader: unknown key '%s' (known: %s)" % (key, ', '.join(sorted(reader))))
-        elif value not in (None, ''):
-            reader[key] = value
-    for key in ('token_lifetime', 'renew_before'):
-        value = reader[key]
+    eastwest = _section('eastwest', mn.EASTWEST_DEFAULTS, raw.get('eastwest'), errors)
+    reader = _section('reader', mn.READER_DEFAULTS, raw.get('reader'), errors)
+    for section, values, key in (('reader', reader, 'token_lifetime'), ('reader', reader, 'renew_before'),
+                                 ('eastwest', eastwest, 'wait_timeout')):
+        value = values[key]
         if isinstance(value, bool) or not (isinstance(value, int) or (isinstance(value, str) and value.isascii()
                                                                       and value.isdigit())):
-            errors.append('multinetwork.reader.%s: %r is not a number of seconds' % (key, value))
+            errors.append('multinetwork.%s.%s: %r is not a number of seconds' % (section, key, value))
         else:
-            reader[key] = int(value)
-    value = eastwest['wait_timeout']
-    if isinstance(value, bool) or not (isinstance(value, int) or (isinstance(value, str) and value.isascii()
-                                                                  and value.isdigit())):
-        errors.append('multinetwork.eastwest.wait_timeout: %r is not a number of seconds' % (value,))
-    else:
-        eastwest['wait_timeout'] = int(value)
+            values[key] = int(value)
     if not errors and not 600 <= reader['token_lifetime'] <= 7 * 86400:
         errors.append('multinetwork.reader.token_lifetime: %d is not between 600 and 604800 seconds'
                       % reader['token_lifetime'])
@@ -137,6 +122,17 @@ def settings_of(raw: Optional[Dict[str, Any]]) -> Dict[str, Any]:
     return {'eastwest': eastwest, 'reader': reader, 'dns': dns,
             'allow_loopback_api_server': loopback,
             'istio_namespace': raw.get('istio_namespace') or 'istio-system'}
+
+
+def _section(name: str, defaults: Dict[str, Any], given: Any, errors: List[str]) -> Dict[str, Any]:
+    """One section of ``multinetwork`` over its defaults; unknown keys are errors, empty values keep the default."""
+    values = dict(defaults)
+    for key, value in (given or {}).items():
+        if key not in values:
+            errors.append("multinetwork.%s: unknown key '%s' (known: %s)" % (name, key, ', '.join(sorted(values))))
+        elif value not in (None, ''):
+            values[key] = value
+    return values
 
 
 def _selector(labels: Dict[str, str]) -> str:

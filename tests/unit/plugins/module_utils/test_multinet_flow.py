@@ -246,6 +246,8 @@ SETTINGS_ERRORS = [
     ({'reader': {'renew_before': 86400}},
      ['multinetwork.reader.renew_before: 86400 must be less than token_lifetime (86400)']),
     ({'reader': {'renew_before': -1}}, ['multinetwork.reader.renew_before: -1 must be less than token_lifetime (86400)']),
+    ({'eastwest': {'wait_timeout': '1m'}}, ["multinetwork.eastwest.wait_timeout: '1m' is not a number of seconds"]),
+    ({'eastwest': {'wait_timeout': False}}, ['multinetwork.eastwest.wait_timeout: False is not a number of seconds']),
     ({'dns': 'coredns'}, ["multinetwork.dns: 'coredns' is not one of auto, stub_services, dns_proxy"]),
     ({'eastwest': {'selector': 'istio=eastwestgateway'}}, ['multinetwork.eastwest.selector: must be a mapping of labels']),
     ({'eastwest': {'selector': {}}}, ['multinetwork.eastwest.selector: must be a mapping of labels']),
@@ -261,7 +263,7 @@ SETTINGS_ERRORS = [
 @pytest.mark.parametrize('raw, expected', SETTINGS_ERRORS,
                          ids=['unknown-key', 'eastwest-unknown', 'reader-unknown', 'lifetime-text', 'lifetime-bool',
                               'lifetime-float', 'lifetime-too-short', 'lifetime-too-long', 'renew-text',
-                              'renew-not-less', 'renew-negative', 'dns-mode', 'selector-text', 'selector-empty',
+                              'renew-not-less', 'renew-negative', 'wait-text', 'wait-bool', 'dns-mode', 'selector-text', 'selector-empty',
                               'rotate-not-bool', 'secrets-not-bool', 'expose-all-not-bool', 'loopback-not-bool',
                               'all-at-once'])
 def test_settings_of_errors_name_their_field(raw, expected):
