@@ -58,8 +58,10 @@ lint: venv
 lab-up: venv
 	$(LAB) up
 
+# Also the current-Istio suite's own lab (its fixture stops it; this catches an interrupted run).
 lab-down:
-	@if [ -x $(BIN)/python ]; then $(LAB) down; fi
+	@if [ -x $(BIN)/python ]; then $(LAB) down; \
+	  if [ -d tests/lab/state-current ]; then LAB_STATE_DIR=$(CURDIR)/tests/lab/state-current $(LAB) down; fi; fi
 
 integration: venv
 	$(BIN)/pytest -q -p no:cacheprovider tests/integration
