@@ -26,23 +26,29 @@ from ansible_collections.meshlink.multicluster.plugins.plugin_utils._cluster_act
 
 class ActionModule(ActionBase):
     TRANSFERS_FILES = False
-    _VALID_ARGS = frozenset(('inspections', 'hosts'))
+    _VALID_ARGS = frozenset(('inspections', 'hosts', 'results_of'))
 
     def run(self, tmp: Any = None, task_vars: Optional[Dict[str, Any]] = None) -> Dict[str, Any]:
         task_vars = task_vars or {}
         result = super().run(tmp, task_vars)
         hosts = self._task.args.get('hosts') or list(task_vars.get('ansible_play_hosts') or [])
         inspections = self._task.args.get('inspections')
+        results_of = self._task.args.get('results_of') or 'meshlink_inspection'
         if inspections is None:
             hostvars = task_vars.get('hostvars') or {}
             inspections = {}
             for host in hosts:
-                if host in hostvars and 'meshlink_inspection' in hostvars[host]:
-                    inspections[host] = self._templar.template(hostvars[host]['meshlink_inspection'])
+                if host in hostvars and results_of in hostvars[host]:
+                    inspections[host] = self._templar.template(hostvars[host][results_of])
         identities = {h: (i or {}).get('cluster_identity') for h, i in inspections.items() if isinstance(i, dict)}
         problems = duplicate_identities(identities)
-        if any((i or {}).get('topology') in ('multi_primary', 'primary_remote') for i in inspections.values()
-               if isinstance(i, dict)):
+        if results_of != 'meshlink_inspection':
+            # After a write (access): the grants of both hosts went to one cluster, the other got none.
+            if problems:
+                raise AnsibleActionFail('Two inventory hosts reached one cluster, which got the writes of both while '
+                                        'the other got none: %s' % '; '.join(problems))
+        elif any((i or {}).get('topology') in ('multi_primary', 'primary_remote') for i in inspections.values()
+                 if isinstance(i, dict)):
             problems += cross_cluster_problems({h: i for h, i in inspections.items() if isinstance(i, dict)})
         if problems:
             raise AnsibleActionFail('Nothing was written to any cluster: %s' % '; '.join(problems))

@@ -30,6 +30,14 @@ options:
     description: The hosts to compare. Default - the hosts of the play.
     type: list
     elements: str
+  results_of:
+    description:
+      - The variable each host registered its per-cluster result in, when O(inspections) is not given.
+      - V(meshlink_inspection) (C(cluster_inspect)'s) runs every check. Any other (V(meshlink_access) after
+        M(meshlink.multicluster.cluster_access)) runs only the check that two hosts are not one cluster, from the
+        C(cluster_identity) every per-cluster module returns.
+    type: str
+    default: meshlink_inspection
 extends_documentation_fragment:
   - meshlink.multicluster.attributes.read_only
 '''
