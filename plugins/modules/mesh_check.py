@@ -62,7 +62,8 @@ from ansible.module_utils.basic import AnsibleModule
 
 def main() -> None:
     module = AnsibleModule(argument_spec={'inspections': {'type': 'dict'},
-                                          'hosts': {'type': 'list', 'elements': 'str'}},
+                                          'hosts': {'type': 'list', 'elements': 'str'},
+                                          'results_of': {'type': 'str', 'default': 'meshlink_inspection'}},
                            supports_check_mode=True)
     module.fail_json(msg='meshlink.multicluster.mesh_check runs on the controller as an action plugin; it cannot '
                          'run as a module')
