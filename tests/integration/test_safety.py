@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from conftest import BIN, MADE_BY_RUNS, REPO, Run, grant, kapply, kget, kubectl, playbook_env
+from conftest import BIN, MADE_BY_RUNS, REPO, SUITE_NAMESPACES, Run, grant, kapply, kget, kubectl, playbook_env
 
 pytestmark = pytest.mark.usefixtures("mesh")
 
@@ -205,6 +205,27 @@ def test_two_hosts_on_one_cluster_stop_the_run_before_any_write(mesh):
     assert run.rc != 0
     assert "inventory hosts cluster1 and cluster2 reach the same cluster" in run.out, run.report()
     assert ours("cluster1", "default") == before
+
+
+def test_access_refuses_an_admin_kubeconfig_without_context_and_names_two_hosts_on_one_cluster(mesh):
+    """access.yml writes with an administrator's connection: a kubeconfig alone would give every
+    host its current context (stopped before any write); a copied context grants one cluster
+    twice and the other nothing (named after the run)."""
+    before = {c: ours(c, "default") for c in ("cluster1", "cluster2")}
+    no_context = play_hosts(mesh, "access", [], {"cluster1": {}, "cluster2": {}},
+                            meshlink_access_admin_kubeconfig=mesh.kubeconfig)
+    assert no_context.rc != 0
+    assert "meshlink_access_admin_kubeconfig is set without meshlink_access_admin_context" in \
+        " ".join(no_context.out.split()), no_context.report()
+    assert {c: ours(c, "default") for c in ("cluster1", "cluster2")} == before
+    copied = play_hosts(mesh, "access", [], {"cluster1": {"meshlink_kubeconfig": mesh.kubeconfig,
+                                                          "meshlink_context": "cluster1"},
+                                             "cluster2": {"meshlink_kubeconfig": mesh.kubeconfig,
+                                                          "meshlink_context": "cluster1"}},
+                        meshlink_access_extra_namespaces=list(SUITE_NAMESPACES))
+    assert copied.rc != 0
+    assert "Two inventory hosts reached one cluster" in " ".join(copied.out.split()), copied.report()
+    assert "inventory hosts cluster1 and cluster2 reach the same cluster" in " ".join(copied.out.split())
 
 
 def test_a_host_context_wins_over_an_awx_credential_of_another_cluster(mesh):
