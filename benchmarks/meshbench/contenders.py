@@ -1,7 +1,8 @@
 """The three contenders; each gives the command of its setup (also its rerun) and its teardown.
 
 (a) ``collection``: playbooks/setup.yml and playbooks/teardown.yml of this collection, with an
-    inventory of the lab clusters (meshlink_deploy_sample_apps: false).
+    inventory of the lab clusters (meshlink_deploy_sample_apps: false) and forks at least the
+    number of clusters (docs/environments.md).
 (b) ``seed-kubectl``: benchmarks/contenders/seed_procedure.sh, kubectl commands looped per service.
 (c) ``k8s-per-object``: benchmarks/contenders/users_setup.yml / users_teardown.yml, one
     kubernetes.core.k8s task per object from a Jinja2 template.
@@ -31,6 +32,12 @@ def ansible_env() -> Dict[str, str]:
     return {**os.environ, "ANSIBLE_COLLECTIONS_PATH": str(REPO / ".collections"), "ANSIBLE_NOCOLOR": "1",
             "ANSIBLE_FORCE_COLOR": "0", "ANSIBLE_RETRY_FILES_ENABLED": "0",
             "PATH": f"{BIN}:{os.environ.get('PATH', '')}"}
+
+
+def forks(workload: Workload) -> int:
+    """Ansible forks for (a): its default 5, or the number of clusters when there are more, as
+    docs/environments.md asks (with fewer, the clusters of a task run in batches)."""
+    return max(5, len(workload.clusters))
 
 
 class Contender:
@@ -64,8 +71,9 @@ class Collection(Contender):
         return path
 
     def _play(self, workload: Workload, playbook: str) -> Command:
+        # docs/environments.md: forks at least the number of clusters (Ansible's default is 5)
         cmd = [str(BIN / "ansible-playbook"), "-i", str(self.inventory(workload)),
-               str(REPO / "playbooks" / f"{playbook}.yml")]
+               "--forks", str(forks(workload)), str(REPO / "playbooks" / f"{playbook}.yml")]
         return cmd, ansible_env()
 
     def setup(self, workload: Workload) -> Command:

@@ -30,6 +30,7 @@ DEFAULT_INDEX_BASE = 20
 ISTIO_KINDS = ("serviceentries.networking.istio.io", "virtualservices.networking.istio.io",
                "destinationrules.networking.istio.io")
 SNAPSHOT_KINDS = ISTIO_KINDS + ("configmaps",)
+VIP_STORE_SELECTOR = "meshlink.io/component=vip-store"
 
 
 class Lab:
@@ -55,6 +56,22 @@ class Lab:
         for context in self.clusters:
             self.wait_gateway_address(context)
         self.stop_dataplane()
+
+    def grow(self, clusters: int) -> None:
+        """Bring the lab up with at least ``clusters`` clusters (``lab up`` keeps the ones it has)."""
+        if clusters > len(self.clusters):
+            self.clusters = [f"cluster{i}" for i in range(1, clusters + 1)]
+            self.up()
+
+    def running_clusters(self) -> int:
+        """How many clusters the lab's ``clusters.json`` lists (0: the lab is not up)."""
+        try:
+            return len(json.loads((self.state / "clusters.json").read_text(encoding="utf-8"))["clusters"])
+        except (OSError, ValueError, KeyError):
+            return 0
+
+    def processes(self) -> Dict[str, Dict[str, int]]:
+        return lab_processes(self.state)
 
     def down(self) -> None:
         subprocess.run([str(LAB), "down"], env=self.env, capture_output=True, text=True, check=False, timeout=600)
@@ -104,7 +121,7 @@ class Lab:
 
     def reset(self, contexts: Iterable[str], namespaces: Iterable[str]) -> None:
         """The clean state every measured run starts from: the namespaces exist, no Istio object
-        in them, no VIP store."""
+        in them, no VIP store (of any mesh)."""
         namespaces = list(namespaces)
 
         def one(context: str) -> None:
@@ -114,8 +131,9 @@ class Lab:
             self.kubectl(context, "apply", "-f", "-", stdin=json.dumps(listing))
             for ns in namespaces:
                 self.kubectl(context, "delete", ",".join(ISTIO_KINDS), "--all", "-n", ns, "--wait=true")
-            self.kubectl(context, "delete", "configmap", "meshlink-vips", "-n", "istio-system", "--ignore-not-found",
-                         "--wait=true")
+            # every mesh's VIP store (meshlink-vips-<mesh>), by its label
+            self.kubectl(context, "delete", "configmap", "-n", "istio-system", "-l", VIP_STORE_SELECTOR,
+                         "--ignore-not-found", "--wait=true")
 
         self._parallel(one, contexts)
 
@@ -141,6 +159,47 @@ class Lab:
 
         contexts = list(contexts)
         return dict(zip(contexts, self._parallel(one, contexts)))
+
+
+def _read_pid(path: Path) -> int | None:
+    try:
+        return int(path.read_text(encoding="utf-8").strip())
+    except (OSError, ValueError):
+        return None
+
+
+def lab_processes(state: Path) -> Dict[str, Dict[str, int]]:
+    """cluster -> component -> pid of every process the lab recorded in its state directory.
+
+    kwokctl (binary runtime) writes ``kwok/clusters/<cluster>/pids/<component>.pid`` (etcd,
+    kube-apiserver, kube-controller-manager, kube-scheduler, kwok-controller); the lab writes
+    ``istiod/<name>.pid`` and ``istiod/<name>.json`` (whose ``cluster`` is the cluster that
+    istiod watches: the validator of the seed-era clusters is counted with cluster1) and
+    ``dataplane.pid`` (its data plane, one for the whole lab: counted under ``lab``). Whether a
+    pid still runs is not checked here (a stopped process reads as 0 KiB).
+    """
+    out: Dict[str, Dict[str, int]] = {}
+    clusters = state / "kwok" / "clusters"
+    if clusters.is_dir():
+        for cluster in sorted(p for p in clusters.iterdir() if p.is_dir()):
+            for pid_file in sorted((cluster / "pids").glob("*.pid")):
+                pid = _read_pid(pid_file)
+                if pid:
+                    out.setdefault(cluster.name, {})[pid_file.stem] = pid
+    for pid_file in sorted((state / "istiod").glob("*.pid")):
+        pid = _read_pid(pid_file)
+        if not pid:
+            continue
+        try:
+            cluster = json.loads((state / "istiod" / f"{pid_file.stem}.json").read_text(encoding="utf-8"))["cluster"]
+        except (OSError, ValueError, KeyError):
+            cluster = "lab"
+        component = "istiod" if pid_file.stem == cluster else f"istiod-{pid_file.stem}"
+        out.setdefault(cluster, {})[component] = pid
+    pid = _read_pid(state / "dataplane.pid")
+    if pid:
+        out.setdefault("lab", {})["dataplane"] = pid
+    return out
 
 
 def _alive(pid: int) -> bool:

@@ -100,7 +100,8 @@ def test_full_mesh_workload():
         assert pair["consumer"] != pair["cluster"]
     names = [s["name"] for s in workload.services]
     assert len(names) == len(set(names))
-    assert set(all_workloads()) == {"2c-1", "2c-10", "2c-100", "4c-mesh-10"}
+    assert set(all_workloads()) == {"2c-1", "2c-10", "2c-100", "4c-mesh-10", "2c-mesh-25", "4c-mesh-25",
+                                    "8c-mesh-25"}
 
 
 def _phase(seconds, writes=0, rc=0):
@@ -143,10 +144,13 @@ def test_report_medians_ratios_and_summary(tmp_path, capsys):
     assert derived["writes_per_object_a"]["2c-100"] == 1.0
     assert report.render(data, tmp_path) == 0
     lines = capsys.readouterr().out.strip().splitlines()
-    assert lines[-1] == "summary: a100_over_a1=1.27 c_over_a_100=14.29 b_over_a_100=2.21 rerun_writes=0"
+    assert lines[-1] == ("summary: a100_over_a1=1.27 b_over_a_100=2.21 c_over_a_100=14.29 rerun_over_first_100=1.00 "
+                         "teardown100_over_1=1.27 teardown100_s=7.00 mesh4_over_2c10=nan reads_100_over_1=nan "
+                         "rerun_writes=0 scale8_s=nan")
     text = (tmp_path / "latest.md").read_text(encoding="utf-8")
-    assert "| b_over_a_100 | >= 3.0 | 2.21 | **MISSED** |" in text
-    assert "| c_over_a_100 | >= 10.0 | 14.29 | met |" in text
+    assert "| >= 3 | 2.21 | **not met** |" in text
+    assert "| >= 10 | 14.29 | met |" in text
+    assert "| mesh4_over_2c10 |" in text and "| >= 3 | 2.21 |" in text
     assert (tmp_path / "latest.png").stat().st_size > 1000
 
 
