@@ -29,6 +29,14 @@ from ansible_collections.meshlink.multicluster.plugins.module_utils._client impo
 from ansible_collections.meshlink.multicluster.plugins.module_utils._errors import InputError, MeshlinkError
 
 
+# The options of the doc fragment cluster_of_plan: every per-cluster module takes the plan
+# (mesh_plan's result) and the inventory host it works for.
+PLAN_ARGUMENT_SPEC: Dict[str, Any] = {
+    'plan': {'type': 'dict', 'required': True},
+    'cluster': {'type': 'str', 'required': True},
+}
+
+
 def kube_module(argument_spec: Dict[str, Any], **kwargs: Any) -> AnsibleModule:
     """An AnsibleModule with the connection options merged in; fails early without the kubernetes library."""
     spec = connection_argument_spec()

@@ -153,12 +153,11 @@ lines:
 from typing import Any
 
 from ansible_collections.meshlink.multicluster.plugins.module_utils._access import DEFAULT_TOKEN_SECONDS, reconcile_access
-from ansible_collections.meshlink.multicluster.plugins.module_utils._module import kube_module, run_with_cluster
+from ansible_collections.meshlink.multicluster.plugins.module_utils._module import PLAN_ARGUMENT_SPEC, kube_module, run_with_cluster
 
 
 ARGUMENT_SPEC = {
-    'plan': {'type': 'dict', 'required': True},
-    'cluster': {'type': 'str', 'required': True},
+    **PLAN_ARGUMENT_SPEC,
     'state': {'type': 'str', 'choices': ['present', 'absent'], 'default': 'present'},
     'service_account_namespace': {'type': 'str', 'default': 'meshlink-system'},
     'istio_namespace': {'type': 'str', 'default': 'istio-system'},

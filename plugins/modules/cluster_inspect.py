@@ -146,12 +146,11 @@ cluster_identity:
 from typing import Any
 
 from ansible_collections.meshlink.multicluster.plugins.module_utils._inspect import inspect_cluster
-from ansible_collections.meshlink.multicluster.plugins.module_utils._module import kube_module, run_with_cluster
+from ansible_collections.meshlink.multicluster.plugins.module_utils._module import PLAN_ARGUMENT_SPEC, kube_module, run_with_cluster
 
 
 ARGUMENT_SPEC = {
-    'plan': {'type': 'dict', 'required': True},
-    'cluster': {'type': 'str', 'required': True},
+    **PLAN_ARGUMENT_SPEC,
     'gateway': {'type': 'dict', 'default': {}},
     'vip': {'type': 'dict', 'default': {}},
     'sample_apps': {'type': 'dict'},

@@ -133,14 +133,13 @@ peer_tokens:
 
 from typing import Any
 
-from ansible_collections.meshlink.multicluster.plugins.module_utils._module import kube_module, run_with_cluster
+from ansible_collections.meshlink.multicluster.plugins.module_utils._module import PLAN_ARGUMENT_SPEC, kube_module, run_with_cluster
 from ansible_collections.meshlink.multicluster.plugins.module_utils._client import force_conflicts_argument_spec
 from ansible_collections.meshlink.multicluster.plugins.module_utils._setup import reconcile_cluster
 
 
 ARGUMENT_SPEC = {
-    'plan': {'type': 'dict', 'required': True},
-    'cluster': {'type': 'str', 'required': True},
+    **PLAN_ARGUMENT_SPEC,
     'inspection': {'type': 'dict', 'required': True},
     'gateways': {'type': 'dict'},
     'vip': {'type': 'dict', 'default': {}},

@@ -85,13 +85,12 @@ lines:
 
 from typing import Any
 
-from ansible_collections.meshlink.multicluster.plugins.module_utils._module import kube_module, run_with_cluster
+from ansible_collections.meshlink.multicluster.plugins.module_utils._module import PLAN_ARGUMENT_SPEC, kube_module, run_with_cluster
 from ansible_collections.meshlink.multicluster.plugins.module_utils._multinet_flow import write_remote_secrets
 
 
 ARGUMENT_SPEC = {
-    'plan': {'type': 'dict', 'required': True},
-    'cluster': {'type': 'str', 'required': True},
+    **PLAN_ARGUMENT_SPEC,
     'inspection': {'type': 'dict', 'required': True},
     # Not no_log as a whole (its cluster names and expiries are what the output reports);
     # the tokens in it are, below.

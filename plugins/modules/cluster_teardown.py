@@ -99,13 +99,12 @@ lines:
 
 from typing import Any
 
-from ansible_collections.meshlink.multicluster.plugins.module_utils._module import kube_module, run_with_cluster
+from ansible_collections.meshlink.multicluster.plugins.module_utils._module import PLAN_ARGUMENT_SPEC, kube_module, run_with_cluster
 from ansible_collections.meshlink.multicluster.plugins.module_utils._teardown import teardown_cluster
 
 
 ARGUMENT_SPEC = {
-    'plan': {'type': 'dict', 'required': True},
-    'cluster': {'type': 'str', 'required': True},
+    **PLAN_ARGUMENT_SPEC,
     'vip_store_namespace': {'type': 'str', 'default': 'istio-system'},
     'vip_store_name': {'type': 'str'},
     'sample_apps': {'type': 'bool', 'default': True},

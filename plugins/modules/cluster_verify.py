@@ -110,13 +110,12 @@ failed_pairs:
 
 from typing import Any
 
-from ansible_collections.meshlink.multicluster.plugins.module_utils._module import kube_module, run_with_cluster
+from ansible_collections.meshlink.multicluster.plugins.module_utils._module import PLAN_ARGUMENT_SPEC, kube_module, run_with_cluster
 from ansible_collections.meshlink.multicluster.plugins.module_utils._verify import verify_cluster
 
 
 ARGUMENT_SPEC = {
-    'plan': {'type': 'dict', 'required': True},
-    'cluster': {'type': 'str', 'required': True},
+    **PLAN_ARGUMENT_SPEC,
     'client': {'type': 'dict', 'default': {}},
     'request': {'type': 'dict', 'default': {}},
     'retries': {'type': 'int', 'default': 30},
