@@ -127,6 +127,11 @@ def running_pid(state: Path, name: str) -> int | None:
         if stat.rsplit(")", 1)[1].split()[0] in ("Z", "X"):
             return None
         argv0 = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")[0].decode(errors="replace")
+        if not argv0:
+            # Right after Popen returns, the kernel may not have set the new program's
+            # arguments yet (its cmdline reads empty for a moment, seen on a loaded 2-core CI
+            # run): its executable is already the new one.
+            argv0 = os.readlink(f"/proc/{pid}/exe")
     except (OSError, ValueError, IndexError):
         return None
     return pid if Path(argv0).name == "pilot-discovery" else None
@@ -209,12 +214,26 @@ def wait_ready(state: Path, name: str, timeout: float = READY_TIMEOUT) -> float:
     deadline = time.monotonic() + timeout
     while not http_ok(f"http://{info.get('http')}/ready"):
         if running_pid(state, name) is None:
-            raise SystemExit(f"istiod {name} exited; last lines of {info.get('log')}:\n" + _tail(info.get("log")))
+            raise SystemExit(f"istiod {name} exited{_exit_status(info.get('pid'))}; last lines of {info.get('log')}:\n"
+                             + _tail(info.get("log")))
         if time.monotonic() > deadline:
             raise SystemExit(f"istiod {name} not ready after {timeout:.0f}s; last lines of {info.get('log')}:\n"
                              + _tail(info.get("log")))
         time.sleep(0.25)
     return time.time() - float(info.get("started_at", time.time()))
+
+
+def _exit_status(pid: Any) -> str:
+    """How a child of this process ended (' (exit status N)', ' (killed by signal S)'), else ''."""
+    try:
+        done, status = os.waitpid(int(pid), os.WNOHANG)
+    except (ChildProcessError, TypeError, ValueError):
+        return ""
+    if not done:
+        return " (its pid still runs under another command line)"
+    if os.WIFSIGNALED(status):
+        return f" (killed by signal {os.WTERMSIG(status)})"
+    return f" (exit status {os.WEXITSTATUS(status)})"
 
 
 def _tail(path: str | None, lines: int = 15) -> str:
