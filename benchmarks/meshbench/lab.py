@@ -22,7 +22,7 @@ from typing import Dict, Iterable, List, Set, Tuple
 REPO = Path(__file__).resolve().parents[2]
 LAB = REPO / "tests" / "lab" / "lab"
 sys.path.insert(0, str(REPO / "tests" / "lab"))
-from meshlab import versions  # noqa: E402  # the lab's pinned versions and cache paths
+from meshlab import procs, versions  # noqa: E402  # the lab's process checks, pinned versions and cache paths
 
 KUBECTL_BIN = versions.kube_bin("kubectl")
 DEFAULT_STATE = Path("/tmp/meshlink-bench-lab")
@@ -78,19 +78,18 @@ class Lab:
 
     def stop_dataplane(self) -> None:
         pid_file = self.state / "dataplane.pid"
-        try:
-            pid = int(pid_file.read_text().strip())
-        except (OSError, ValueError):
+        pid = procs.read_pid(pid_file)
+        if pid is None:
             return
         for sig in (signal.SIGTERM, signal.SIGKILL):
-            if not _alive(pid):
+            if not procs.alive(pid):
                 break
             try:
                 os.killpg(pid, sig)  # the data plane leads its group (its httpbin children too)
             except ProcessLookupError:
                 break
             deadline = time.monotonic() + 5
-            while _alive(pid) and time.monotonic() < deadline:
+            while procs.alive(pid) and time.monotonic() < deadline:
                 time.sleep(0.1)
         pid_file.unlink(missing_ok=True)
         (self.state / "dataplane.ready").unlink(missing_ok=True)
@@ -161,13 +160,6 @@ class Lab:
         return dict(zip(contexts, self._parallel(one, contexts)))
 
 
-def _read_pid(path: Path) -> int | None:
-    try:
-        return int(path.read_text(encoding="utf-8").strip())
-    except (OSError, ValueError):
-        return None
-
-
 def lab_processes(state: Path) -> Dict[str, Dict[str, int]]:
     """cluster -> component -> pid of every process the lab recorded in its state directory.
 
@@ -183,11 +175,11 @@ def lab_processes(state: Path) -> Dict[str, Dict[str, int]]:
     if clusters.is_dir():
         for cluster in sorted(p for p in clusters.iterdir() if p.is_dir()):
             for pid_file in sorted((cluster / "pids").glob("*.pid")):
-                pid = _read_pid(pid_file)
+                pid = procs.read_pid(pid_file)
                 if pid:
                     out.setdefault(cluster.name, {})[pid_file.stem] = pid
     for pid_file in sorted((state / "istiod").glob("*.pid")):
-        pid = _read_pid(pid_file)
+        pid = procs.read_pid(pid_file)
         if not pid:
             continue
         try:
@@ -196,15 +188,7 @@ def lab_processes(state: Path) -> Dict[str, Dict[str, int]]:
             cluster = "lab"
         component = "istiod" if pid_file.stem == cluster else f"istiod-{pid_file.stem}"
         out.setdefault(cluster, {})[component] = pid
-    pid = _read_pid(state / "dataplane.pid")
+    pid = procs.read_pid(state / "dataplane.pid")
     if pid:
         out.setdefault("lab", {})["dataplane"] = pid
     return out
-
-
-def _alive(pid: int) -> bool:
-    try:
-        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
-    except (OSError, IndexError):
-        return False
-    return state not in ("Z", "X")

@@ -22,7 +22,7 @@ from typing import Any
 
 import yaml
 
-from . import build, ca, istiod, manifests, versions
+from . import build, ca, istiod, manifests, procs, versions
 
 DEFAULT_CLUSTERS = 2
 LB_MODES = ("ip", "hostname", "none")
@@ -510,16 +510,6 @@ def _wait_deployments(state: Path, c: dict[str, Any]) -> None:
 
 # ---------------------------------------------------------------- data plane
 
-def _pid_alive(pid_file: Path) -> int | None:
-    """The pid in the file if that process still runs (a zombie counts as gone)."""
-    try:
-        pid = int(pid_file.read_text().strip())
-        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
-        return None if state in ("Z", "X") else pid
-    except (OSError, ValueError, IndexError):
-        return None
-
-
 def _signal(pid: int, sig: int) -> None:
     """Signal the process group the data plane leads (its httpbin children too), else the pid."""
     for send in (lambda: os.killpg(pid, sig), lambda: os.kill(pid, sig)):
@@ -534,7 +524,7 @@ def _signal(pid: int, sig: int) -> None:
 
 def start_dataplane(state: Path) -> None:
     pid_file = state / "dataplane.pid"
-    pid = _pid_alive(pid_file)
+    pid = procs.recorded(pid_file)
     if pid:
         # the address plan may have changed: the data plane reads clusters.json at start
         stop_dataplane(state)
@@ -557,11 +547,11 @@ def start_dataplane(state: Path) -> None:
 
 def stop_dataplane(state: Path) -> None:
     pid_file = state / "dataplane.pid"
-    pid = _pid_alive(pid_file)
+    pid = procs.recorded(pid_file)
     if pid:
         _signal(pid, signal.SIGTERM)
         for _ in range(100):
-            if _pid_alive(pid_file) is None:
+            if procs.recorded(pid_file) is None:
                 break
             time.sleep(0.1)
         else:
@@ -680,7 +670,7 @@ def status() -> int:
         kind = "validator for the seed clusters, " if how["validator"] else ""
         print(f"istiod {name} ({kind}watches {how['cluster']}, {versions.ISTIOD_VERSION}): "
               f"{'ready' if ready else 'NOT READY' if pid else 'STOPPED'}; {detail}")
-    dp = _pid_alive(state / "dataplane.pid")
+    dp = procs.recorded(state / "dataplane.pid")
     print(f"dataplane: {'running pid ' + str(dp) if dp else 'STOPPED'}")
     print(f"kubeconfig: {state / 'kubeconfig'}")
     return rc if dp else 1

@@ -28,7 +28,7 @@ from typing import Any
 
 import yaml
 
-from . import versions
+from . import procs, versions
 
 APISERVER = "kube-apiserver"
 # kube-controller-manager / kube-scheduler leader election: renew deadline 10 s, retry 2 s.
@@ -66,19 +66,8 @@ def _faults_file(cdir: Path) -> Path:
 
 
 def running_pid(cdir: Path, comp: dict[str, Any]) -> int | None:
-    """The pid of the component if it runs (checked against its command line: pids get reused)."""
-    try:
-        pid = int(_pid_file(cdir, comp["name"]).read_text().strip())
-        stat = Path(f"/proc/{pid}/stat").read_text()
-        if stat.rsplit(")", 1)[1].split()[0] in ("Z", "X"):
-            return None
-        argv0 = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")[0].decode(errors="replace")
-    except (OSError, ValueError, IndexError):
-        return None
-    binary = str(comp.get("binary") or "")
-    if argv0 != binary and Path(argv0).name != Path(binary).name:
-        return None
-    return pid
+    """The pid of the component if it runs (checked against its program: pids get reused)."""
+    return procs.running(_pid_file(cdir, comp["name"]), str(comp.get("binary") or comp["name"]))
 
 
 def _start(cdir: Path, comp: dict[str, Any]) -> int:

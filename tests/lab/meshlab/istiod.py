@@ -45,7 +45,7 @@ from typing import Any, Callable
 
 import yaml
 
-from . import versions
+from . import procs, versions
 
 PORT_BASE = 16000
 PORT_SLOTS = ("http", "https", "grpc", "secure_grpc", "monitoring", "ctrlz")
@@ -120,21 +120,8 @@ def read_info(state: Path, name: str) -> dict[str, Any] | None:
 
 
 def running_pid(state: Path, name: str) -> int | None:
-    """The pid of istiod `name` if it runs (checked against its command line: pids get reused)."""
-    try:
-        pid = int((directory(state) / f"{name}.pid").read_text().strip())
-        stat = Path(f"/proc/{pid}/stat").read_text()
-        if stat.rsplit(")", 1)[1].split()[0] in ("Z", "X"):
-            return None
-        argv0 = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")[0].decode(errors="replace")
-        if not argv0:
-            # Right after Popen returns, the kernel may not have set the new program's
-            # arguments yet (its cmdline reads empty for a moment, seen on a loaded 2-core CI
-            # run): its executable is already the new one.
-            argv0 = os.readlink(f"/proc/{pid}/exe")
-    except (OSError, ValueError, IndexError):
-        return None
-    return pid if Path(argv0).name == "pilot-discovery" else None
+    """The pid of istiod `name` if it runs (checked against its program: pids get reused)."""
+    return procs.running(directory(state) / f"{name}.pid", "pilot-discovery")
 
 
 def http_ok(url: str, timeout: float = 2.0) -> bool:
