@@ -22,18 +22,20 @@ from ansible_collections.meshlink.multicluster.plugins.plugin_utils._cluster_act
     cross_cluster_problems,
     duplicate_identities,
 )
+from ansible_collections.meshlink.multicluster.plugins.modules.mesh_check import ARGUMENT_SPEC
 
 
 class ActionModule(ActionBase):
     TRANSFERS_FILES = False
-    _VALID_ARGS = frozenset(('inspections', 'hosts', 'results_of'))
+    _VALID_ARGS = frozenset(ARGUMENT_SPEC)
 
     def run(self, tmp: Any = None, task_vars: Optional[Dict[str, Any]] = None) -> Dict[str, Any]:
         task_vars = task_vars or {}
         result = super().run(tmp, task_vars)
-        hosts = self._task.args.get('hosts') or list(task_vars.get('ansible_play_hosts') or [])
-        inspections = self._task.args.get('inspections')
-        results_of = self._task.args.get('results_of') or 'meshlink_inspection'
+        args = self.validate_argument_spec(argument_spec=ARGUMENT_SPEC)[1]
+        hosts = args.get('hosts') or list(task_vars.get('ansible_play_hosts') or [])
+        inspections = args.get('inspections')
+        results_of = args['results_of']
         if inspections is None:
             hostvars = task_vars.get('hostvars') or {}
             inspections = {}

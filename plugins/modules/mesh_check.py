@@ -59,12 +59,16 @@ clusters:
 
 from ansible.module_utils.basic import AnsibleModule
 
+# The one list of options: the action plugin, which does the work, validates against it too.
+ARGUMENT_SPEC = {
+    'inspections': {'type': 'dict'},
+    'hosts': {'type': 'list', 'elements': 'str'},
+    'results_of': {'type': 'str', 'default': 'meshlink_inspection'},
+}
+
 
 def main() -> None:
-    module = AnsibleModule(argument_spec={'inspections': {'type': 'dict'},
-                                          'hosts': {'type': 'list', 'elements': 'str'},
-                                          'results_of': {'type': 'str', 'default': 'meshlink_inspection'}},
-                           supports_check_mode=True)
+    module = AnsibleModule(argument_spec=ARGUMENT_SPEC, supports_check_mode=True)
     module.fail_json(msg='meshlink.multicluster.mesh_check runs on the controller as an action plugin; it cannot '
                          'run as a module')
 
