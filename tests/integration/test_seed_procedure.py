@@ -204,7 +204,7 @@ def test_each_gateway_address_kind_gives_a_working_path(mesh, mode, kind):
         assert endpoint["address"] == svc["status"]["loadBalancer"]["ingress"][0]["ip"]
     rid = f"t-{uuid.uuid4().hex[:10]}"
     proc = mesh.exec_curl("cluster1", "foo", "http://httpbin.bar.global:8000/ip", rid)
-    assert proc.returncode == 0 and "origin" in proc.stdout, (proc.stdout, proc.stderr)
+    assert proc.returncode == 0 and "origin" in proc.stdout, (proc.stdout, proc.stderr, hops(rid))
     assert_path(rid, "sidecar", "ingress-gateway", "pod")
 
 
