@@ -15,7 +15,7 @@ them. Unless ``cluster_settings`` is given, the multi-network topologies read ea
 from __future__ import annotations
 
 import json
-from typing import Any, Dict, List, Optional
+from typing import Any, Dict, List, Mapping, Optional
 
 from ansible.errors import AnsibleActionFail
 from ansible.plugins.action import ActionBase
@@ -43,6 +43,25 @@ class ActionModule(ActionBase):
             return None
         return self._templar.template(hostvars[host][name])
 
+    def _same_untemplated(self, task_vars: Dict[str, Any], hosts: List[str], name: str) -> bool:
+        """True when every host holds the same value of ``name`` before templating and it holds no
+        template, so that the rendered values are equal too. Rendering a 1,000-entry services list
+        once per host took most of the plan's time at 8 clusters (2.3 of 2.8 s); the usual
+        inventory sets it once for the group and lands here."""
+        hostvars = task_vars.get('hostvars')
+        if not hasattr(hostvars, 'raw_get'):
+            return False
+        raw_values = []
+        for host in hosts:
+            raw = hostvars.raw_get(host)
+            if not isinstance(raw, Mapping):
+                return False
+            raw_values.append(raw.get(name))
+        first = raw_values[0] if raw_values else None
+        if any(value is not first and value != first for value in raw_values[1:]):
+            return False
+        return not self._templar.is_template(first)
+
     def _run_problems(self, args: Dict[str, Any], task_vars: Dict[str, Any], clusters: List[str]) -> List[str]:
         problems = []
         play_hosts = list(task_vars.get('ansible_play_hosts_all') or [])
@@ -56,6 +75,8 @@ class ActionModule(ActionBase):
                 continue
             # The hosts' values compared with each other (not with the task's argument: a task may
             # pass its own value, e.g. services: [...] in a user's play, whatever the inventory holds).
+            if self._same_untemplated(task_vars, play_hosts, variable):
+                continue
             values = {}
             for host in play_hosts:
                 value = self._host_var(task_vars, host, variable)
