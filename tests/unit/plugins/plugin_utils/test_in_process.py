@@ -14,8 +14,10 @@ import os
 import pytest
 
 from ansible_collections.meshlink.multicluster.plugins.module_utils import _client
+from ansible_collections.meshlink.multicluster.plugins.plugin_utils import _in_process
 from ansible_collections.meshlink.multicluster.plugins.plugin_utils._in_process import (
     can_run_in_process,
+    is_pass_through,
     module_argument_spec,
     run_in_process,
     task_environment,
@@ -55,6 +57,47 @@ def test_bad_arguments_fail_before_the_work_runs(args, words):
         raise AssertionError('ran with bad arguments')
     result = run(args, work)
     assert result['failed'] is True and words in result['msg'], result
+
+
+def test_a_pass_through_mapping_reaches_the_module_whole_without_the_validator_copying_it(monkeypatch):
+    # The plan of 8 clusters is 1.2 MB: the validator (which deep-copies what it checks) sees an
+    # empty stand-in of the right type, the module the value itself.
+    seen, validated = {}, []
+    real = _in_process.ModuleArgumentSpecValidator.validate
+
+    def recording(self, parameters, *args, **kwargs):
+        validated.append(parameters['plan'])
+        return real(self, parameters, *args, **kwargs)
+    monkeypatch.setattr(_in_process.ModuleArgumentSpecValidator, 'validate', recording)
+    plan = {'mesh': 'blue', 'clusters': {'cluster%d' % i: {'consumes': [{'host': 'h%d.bar.global' % j, 'port': j}
+                                                                        for j in range(50)]} for i in range(8)}}
+
+    def work(module):
+        seen.update(module.params)
+        module.exit_json(changed=False)
+    assert run(dict(ARGS, plan=plan), work) == {'changed': False}
+    assert seen['plan'] == plan and validated == [{}]
+
+
+@pytest.mark.parametrize('plan', ['a plan', ['cluster1'], 3], ids=['text', 'list', 'int'])
+def test_a_pass_through_option_of_the_wrong_type_is_still_refused(plan):
+    def work(module):
+        raise AssertionError('ran with bad arguments')
+    result = run(dict(ARGS, plan=plan), work)
+    assert result['failed'] is True and 'plan' in result['msg'], result
+
+
+@pytest.mark.parametrize('spec, expected', [
+    ({'type': 'dict'}, True),
+    ({'type': 'dict', 'required': True}, True),
+    ({'type': 'dict', 'no_log': True}, False),                            # its values are collected to mask them
+    ({'type': 'dict', 'options': {'pool': {'type': 'str'}}}, False),      # suboptions get defaults and types
+    ({'type': 'list', 'elements': 'dict'}, False),
+    ({'type': 'str'}, False),
+    (None, False),
+])
+def test_which_options_pass_through(spec, expected):
+    assert is_pass_through(spec) is expected
 
 
 def test_check_and_diff_mode_reach_the_module():
