@@ -24,6 +24,7 @@ from ansible_collections.meshlink.multicluster.plugins.plugin_utils._cluster_act
 class ActionModule(ClusterAction):
     MODULE = 'meshlink.multicluster.cluster_reconcile'
     CODE = module_code
+    REGISTERED_DEFAULTS = {**ClusterAction.REGISTERED_DEFAULTS, 'inspection': ('meshlink_inspection', 'state')}
 
     def extra_args(self, args: Dict[str, Any], task_vars: Mapping[str, Any]) -> Dict[str, Any]:
         plan = args.get('plan')
@@ -32,7 +33,7 @@ class ActionModule(ClusterAction):
         cluster = args.get('cluster')
 
         def inspection_of(host: str) -> Any:
-            return self._host_var(task_vars, host, 'meshlink_inspection')
+            return self._registered(task_vars, host, 'meshlink_inspection')
 
         extra: Dict[str, Any] = {}
         if plan.get('topology') == 'global_serviceentries':

@@ -17,9 +17,10 @@ from ansible_collections.meshlink.multicluster.plugins.plugin_utils._cluster_act
 class ActionModule(ClusterAction):
     MODULE = 'meshlink.multicluster.cluster_remote_secrets'
     CODE = module_code
+    REGISTERED_DEFAULTS = {**ClusterAction.REGISTERED_DEFAULTS, 'inspection': ('meshlink_inspection', 'state')}
 
     def extra_args(self, args: Dict[str, Any], task_vars: Mapping[str, Any]) -> Dict[str, Any]:
         if args.get('peers') is not None or not isinstance(args.get('plan'), Mapping):
             return {}
         return {'peers': minted_tokens(args['plan'], args.get('cluster'),
-                                       lambda host: self._host_var(task_vars, host, 'meshlink_reconcile'))}
+                                       lambda host: self._registered(task_vars, host, 'meshlink_reconcile'))}

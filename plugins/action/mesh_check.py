@@ -13,16 +13,22 @@ one of each other.
 
 from __future__ import annotations
 
-from typing import Any, Dict, Optional
+from typing import Any, Dict, Mapping, Optional
 
 from ansible.errors import AnsibleActionFail
 from ansible.plugins.action import ActionBase
 
+from ansible_collections.meshlink.multicluster.plugins.module_utils._client import json_copy
 from ansible_collections.meshlink.multicluster.plugins.plugin_utils._cluster_action import (
     cross_cluster_problems,
     duplicate_identities,
+    registered,
 )
 from ansible_collections.meshlink.multicluster.plugins.modules.mesh_check import ARGUMENT_SPEC
+
+
+# The keys of a registered inspection (or access result) the checks read.
+COMPARED = ('cluster_identity', 'topology', 'mesh_id', 'root_digest', 'istio_version')
 
 
 class ActionModule(ActionBase):
@@ -40,8 +46,12 @@ class ActionModule(ActionBase):
             hostvars = task_vars.get('hostvars') or {}
             inspections = {}
             for host in hosts:
-                if host in hostvars and results_of in hostvars[host]:
-                    inspections[host] = self._templar.template(hostvars[host][results_of])
+                found = registered(task_vars, host, results_of,
+                                   lambda h=host: self._templar.template(hostvars[h][results_of])
+                                   if h in hostvars and results_of in hostvars[h] else None)
+                if isinstance(found, Mapping):
+                    # Only what the checks read: an inspection also holds every object of its cluster.
+                    inspections[host] = json_copy({k: found[k] for k in COMPARED if k in found})
         identities = {h: (i or {}).get('cluster_identity') for h, i in inspections.items() if isinstance(i, dict)}
         problems = duplicate_identities(identities)
         if results_of != 'meshlink_inspection':

@@ -15,8 +15,10 @@ options:
   plan:
     description:
       - The result of M(meshlink.multicluster.mesh_plan); its fingerprint is checked, it is not validated again.
+      - When omitted, the action plugin passes what this host registered as C(meshlink_plan), as
+        registered (a task's result holds nothing to template, and templating a plan of a thousand
+        services into every task's arguments costs seconds). The collection's role omits it.
     type: dict
-    required: true
   cluster:
     description: The inventory host name of this cluster in the plan.
     type: str

@@ -32,7 +32,7 @@ from ansible_collections.meshlink.multicluster.plugins.module_utils._errors impo
 # The options of the doc fragment cluster_of_plan: every per-cluster module takes the plan
 # (mesh_plan's result) and the inventory host it works for.
 PLAN_ARGUMENT_SPEC: Dict[str, Any] = {
-    'plan': {'type': 'dict', 'required': True},
+    'plan': {'type': 'dict'},
     'cluster': {'type': 'str', 'required': True},
 }
 

@@ -50,7 +50,7 @@ from ansible_collections.meshlink.multicluster.plugins.module_utils._ownership i
     mesh_selector,
     part_of,
 )
-from ansible_collections.meshlink.multicluster.plugins.module_utils._plan import checked_plan, remote_rule_services
+from ansible_collections.meshlink.multicluster.plugins.module_utils._plan import check_state, checked_plan, remote_rule_services
 from ansible_collections.meshlink.multicluster.plugins.module_utils._reader import ClusterReader
 
 METADATA = 'application/json;as=PartialObjectMetadata;g=meta.k8s.io;v=v1,application/json'
@@ -579,12 +579,13 @@ def write_remote_secrets(cluster: Any, plan: Any, name: str, state: Any, peers: 
     peer's run judged current.
     """
     plan = checked_plan(plan, name)
+    state = check_state(state, plan, name)
     settings = settings_of(multinetwork)
     part = plan['clusters'][name]
     mesh = plan['mesh']
     mesh_ns = settings['istio_namespace']
     peers = peers or {}
-    existing = {object_key(o): o for o in (state or {}).get('objects') or [] if o.get('kind') == 'Secret'}
+    existing = {object_key(o): o for o in state['objects'] if o.get('kind') == 'Secret'}
     desired: List[Desired] = []
     lines: List[str] = []
     missing = []

@@ -324,6 +324,9 @@ def checked_plan(plan: Any, cluster: Optional[str] = None) -> Dict[str, Any]:
     Raises :class:`InputError` naming the ``plan`` option when it is not a plan of this version,
     was changed after ``mesh_plan`` computed it, or does not know ``cluster``.
     """
+    if plan is None:
+        raise InputError(['plan: missing - pass the registered result of meshlink.multicluster.mesh_plan, or register '
+                          'it as meshlink_plan earlier in the play (the action plugin then passes it)'])
     if not isinstance(plan, dict) or plan.get('version') != PLAN_VERSION or 'fingerprint' not in plan:
         raise InputError(['plan: is not a plan of meshlink.multicluster.mesh_plan (version %d): pass the registered '
                           'result of mesh_plan' % PLAN_VERSION])
@@ -334,6 +337,17 @@ def checked_plan(plan: Any, cluster: Optional[str] = None) -> Dict[str, Any]:
         raise InputError(["cluster: '%s' is not a cluster of the plan (%s) - add it to meshlink_clusters or fix the "
                           "inventory host name" % (cluster, ', '.join(sorted(plan.get('clusters') or {})))])
     return plan
+
+
+def check_state(state: Any, plan: Dict[str, Any], name: str) -> Dict[str, Any]:
+    """The inspection's state must be of this cluster and mesh (it is the base of every write)."""
+    if state is None:
+        raise InputError(['inspection: missing - pass RV(state) of meshlink.multicluster.cluster_inspect for %s, or '
+                          'register its result as meshlink_inspection earlier in the play' % name])
+    if not isinstance(state, dict) or not isinstance(state.get('objects'), list) or 'vip_store' not in state:
+        raise InputError(['inspection: is not the state of meshlink.multicluster.cluster_inspect for %s: pass its '
+                          'registered result (RV(state))' % name])
+    return state
 
 
 def cluster_part(plan: Dict[str, Any], cluster: str) -> Dict[str, Any]:

@@ -30,7 +30,7 @@ from typing import Any, Callable, Dict, List, Optional, Sequence
 
 from ansible_collections.meshlink.multicluster.plugins.module_utils import _multinet_flow, _samples, _seed
 from ansible_collections.meshlink.multicluster.plugins.module_utils._client import ObjectRef
-from ansible_collections.meshlink.multicluster.plugins.module_utils._errors import InputError, MeshlinkError
+from ansible_collections.meshlink.multicluster.plugins.module_utils._errors import MeshlinkError
 from ansible_collections.meshlink.multicluster.plugins.module_utils._istio import parse_version
 from ansible_collections.meshlink.multicluster.plugins.module_utils._objects import (
     Desired,
@@ -42,7 +42,7 @@ from ansible_collections.meshlink.multicluster.plugins.module_utils._objects imp
     plan_changes,
     resource_path,
 )
-from ansible_collections.meshlink.multicluster.plugins.module_utils._plan import SEED_TOPOLOGY, checked_plan
+from ansible_collections.meshlink.multicluster.plugins.module_utils._plan import SEED_TOPOLOGY, check_state, checked_plan
 from ansible_collections.meshlink.multicluster.plugins.module_utils._vip import (
     ConfigMapStore,
     StoreState,
@@ -65,14 +65,6 @@ def used_from_state(reserved: Sequence[Dict[str, Any]]) -> UsedAddresses:
 def store_from_state(store: Dict[str, Any]) -> StoreState:
     state = StoreState(dict(store.get('data') or {}), store.get('resourceVersion'), exists=bool(store.get('exists')),
                        managed=bool(store.get('managed', True)))
-    return state
-
-
-def check_state(state: Any, plan: Dict[str, Any], name: str) -> Dict[str, Any]:
-    """The inspection's state must be of this cluster and mesh (it is the base of every write)."""
-    if not isinstance(state, dict) or not isinstance(state.get('objects'), list) or 'vip_store' not in state:
-        raise InputError(['inspection: is not the state of meshlink.multicluster.cluster_inspect for %s: pass its '
-                          'registered result (RV(state))' % name])
     return state
 
 

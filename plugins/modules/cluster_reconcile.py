@@ -29,9 +29,10 @@ author:
   - Meshlink contributors (@meshlink)
 options:
   inspection:
-    description: RV(meshlink.multicluster.cluster_inspect#module:state) of this cluster, from this run.
+    description:
+      - RV(meshlink.multicluster.cluster_inspect#module:state) of this cluster, from this run.
+      - When omitted, the action plugin passes C(meshlink_inspection.state) as this host registered it.
     type: dict
-    required: true
   gateways:
     description:
       - Source cluster to C({address, port}) of its gateway, for the clusters this one consumes from.
@@ -140,7 +141,7 @@ from ansible_collections.meshlink.multicluster.plugins.module_utils._setup impor
 
 ARGUMENT_SPEC = {
     **PLAN_ARGUMENT_SPEC,
-    'inspection': {'type': 'dict', 'required': True},
+    'inspection': {'type': 'dict'},
     'gateways': {'type': 'dict'},
     'vip': {'type': 'dict', 'default': {}},
     'sample_apps': {'type': 'dict'},

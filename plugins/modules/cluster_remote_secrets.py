@@ -25,9 +25,10 @@ author:
   - Meshlink contributors (@meshlink)
 options:
   inspection:
-    description: RV(meshlink.multicluster.cluster_inspect#module:state) of this cluster.
+    description:
+      - RV(meshlink.multicluster.cluster_inspect#module:state) of this cluster.
+      - When omitted, the action plugin passes C(meshlink_inspection.state) as this host registered it.
     type: dict
-    required: true
   peers:
     description:
       - Read host to C({token}), the token its reconcile minted for this cluster's istiod. When
@@ -91,7 +92,7 @@ from ansible_collections.meshlink.multicluster.plugins.module_utils._multinet_fl
 
 ARGUMENT_SPEC = {
     **PLAN_ARGUMENT_SPEC,
-    'inspection': {'type': 'dict', 'required': True},
+    'inspection': {'type': 'dict'},
     # Not no_log as a whole (its cluster names and expiries are what the output reports);
     # the tokens in it are, below.
     'peers': {'type': 'dict', 'no_log': False},

@@ -238,11 +238,40 @@ except ImportError:  # pragma: no cover
     AnsibleActionFail = Exception  # type: ignore[assignment,misc]
 
 
+def registered(task_vars: Mapping[str, Any], host: str, name: str, templated: Callable[[], Any]) -> Any:
+    """What ``host`` registered as ``name`` in this run, as stored (None when nothing).
+
+    A task's result holds nothing Ansible would template (its strings are untrusted data), so
+    the stored value is what templating gives, without the copy templating makes of every
+    string: templating each cluster's inspection and the plan into every task's arguments took
+    most of setup's controller time at 8 clusters (a 1.2 MB plan, per task and host;
+    benchmarks/README.md). Callers only read the value; what a module gets is copied on the way
+    (a JSON round trip). A value that is not a mapping is no registered result: ``templated()``
+    gives it, templated as any variable."""
+    if host == task_vars.get('inventory_hostname'):
+        variables: Any = task_vars
+    else:
+        hostvars = task_vars.get('hostvars')
+        raw_get = getattr(hostvars, 'raw_get', None)
+        if raw_get is None or host not in hostvars:
+            return templated()
+        variables = raw_get(host)
+    if not isinstance(variables, Mapping) or name not in variables:
+        return None
+    value = variables[name]
+    return value if isinstance(value, Mapping) else templated()
+
+
 class ClusterAction(ActionBase):  # type: ignore[misc,valid-type]
-    """Runs the per-cluster module with the host's connection (``host_connection``) added, and
-    whatever else ``extra_args`` adds from the controller's view of the run."""
+    """Runs the per-cluster module with the host's connection (``host_connection``) added, the
+    options the task leaves out that this host registered earlier in the run
+    (``REGISTERED_DEFAULTS``), and whatever else ``extra_args`` adds from the controller's view
+    of the run."""
 
     MODULE = ''
+    # Option -> (registered variable, key path in it): taken as registered when the task omits
+    # the option. The role's tasks omit them (see ``_registered``).
+    REGISTERED_DEFAULTS: Dict[str, tuple] = {'plan': ('meshlink_plan',)}
     # The module file (its ARGUMENT_SPEC and run), imported with the action plugin so that it
     # runs in this process on the controller (plugin_utils/_in_process.py); None: always shipped.
     CODE: Any = None
@@ -263,6 +292,9 @@ class ClusterAction(ActionBase):  # type: ignore[misc,valid-type]
             return None
         return self._templar.template(values[name])
 
+    def _registered(self, task_vars: Mapping[str, Any], host: str, name: str) -> Any:
+        return registered(task_vars, host, name, lambda: self._host_var(task_vars, host, name))
+
     def extra_args(self, args: Dict[str, Any], task_vars: Mapping[str, Any]) -> Dict[str, Any]:
         """Arguments the action adds (subclasses); ``args`` are the task's."""
         return {}
@@ -278,7 +310,13 @@ class ClusterAction(ActionBase):  # type: ignore[misc,valid-type]
             args.update(host_connection(args, lambda name: self._var(task_vars, name), os.environ, host))
         except ConnectionMissing as error:
             raise AnsibleActionFail(str(error)) from None
+        for option, (variable, *path) in self.REGISTERED_DEFAULTS.items():
+            if args.get(option) is None:
+                value = _get(self._registered(task_vars, host, variable), *path)
+                if value is not None:
+                    args[option] = value
         args.update(self.extra_args(args, task_vars))
+        self.module_args = args  # what the module ran with (subclasses read the plan from it)
         code = self.CODE
         if code is not None and can_run_in_process(self._connection.transport, self._var(task_vars, 'meshlink_in_process')):
             environment: Dict[str, Any] = {}

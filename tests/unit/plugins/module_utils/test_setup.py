@@ -15,10 +15,9 @@ import pytest
 
 from ansible_collections.meshlink.multicluster.plugins.module_utils._errors import InputError, MeshlinkError
 from ansible_collections.meshlink.multicluster.plugins.module_utils._inspect import inspect_cluster
-from ansible_collections.meshlink.multicluster.plugins.module_utils._plan import build_plan
+from ansible_collections.meshlink.multicluster.plugins.module_utils._plan import build_plan, check_state
 from ansible_collections.meshlink.multicluster.plugins.module_utils._teardown import teardown_cluster
 from ansible_collections.meshlink.multicluster.plugins.module_utils._setup import (
-    check_state,
     reconcile_cluster,
     wait_for_deployments,
 )

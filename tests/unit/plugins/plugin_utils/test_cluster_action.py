@@ -19,6 +19,7 @@ from ansible_collections.meshlink.multicluster.plugins.plugin_utils._cluster_act
     ConnectionMissing,
     duplicate_identities,
     host_connection,
+    registered,
     source_gateways,
 )
 from meshlink_fakes import seed_service
@@ -239,3 +240,60 @@ def test_override_problems(overrides, problems):
     found = override_problems(single, 'cluster1', overrides)
     assert [p.split(':')[0] for p in found] == problems, found
     assert override_problems(single, 'cluster2', overrides) == []          # cluster2 consumes nothing
+
+
+# -- registered: another task's result read as stored, not templated --------------------------
+
+class _HostVars(dict):
+    """What the action gets as ``hostvars``: ``raw_get`` gives a host's variables untemplated."""
+
+    def raw_get(self, host):
+        return self[host]
+
+
+def _not_templated():
+    raise AssertionError('a registered result was templated')
+
+
+def test_a_registered_result_is_read_as_stored():
+    inspection = {'gateway': {'address': '192.0.2.10', 'port': 15443}, 'state': {'objects': []}}
+    plan = {'mesh': 'blue'}
+    task_vars = {'inventory_hostname': 'cluster1', 'meshlink_plan': plan,
+                 'hostvars': _HostVars(cluster1={'meshlink_plan': plan}, cluster2={'meshlink_inspection': inspection})}
+    assert registered(task_vars, 'cluster1', 'meshlink_plan', _not_templated) is plan
+    assert registered(task_vars, 'cluster2', 'meshlink_inspection', _not_templated) is inspection
+    assert registered(task_vars, 'cluster2', 'meshlink_plan', _not_templated) is None
+    assert registered(task_vars, 'cluster1', 'meshlink_inspection', _not_templated) is None
+
+
+@pytest.mark.parametrize('task_vars', [
+    {'inventory_hostname': 'cluster1', 'hostvars': _HostVars(cluster2={'meshlink_inspection': '{{ x }}'})},
+    {'inventory_hostname': 'cluster1', 'hostvars': {'cluster2': {'meshlink_inspection': {'gateway': None}}}},
+    {'inventory_hostname': 'cluster1', 'hostvars': _HostVars(cluster1={})},
+], ids=['not-a-mapping', 'no-raw-get', 'unknown-host'])
+def test_what_is_no_registered_result_is_templated(task_vars):
+    assert registered(task_vars, 'cluster2', 'meshlink_inspection', lambda: 'templated') == 'templated'
+
+
+def test_the_reconcile_action_reads_the_other_inspections_without_templating_them():
+    single = build_plan([seed_service()], ['cluster1', 'cluster2'])
+    task_vars = {'inventory_hostname': 'cluster1',
+                 'hostvars': _HostVars(cluster1={}, cluster2={'meshlink_inspection': inspection('192.0.2.10')})}
+    action = _reconcile_action()
+    action._templar = type('Refusing', (), {'template': staticmethod(lambda value: _not_templated())})()
+    assert action.extra_args({'plan': single, 'cluster': 'cluster1'}, task_vars) == \
+        {'gateways': {'cluster2': {'address': '192.0.2.10', 'port': 15443}}}
+
+
+@pytest.mark.parametrize('name, options', [
+    ('cluster_access', {'plan'}), ('cluster_inspect', {'plan'}), ('cluster_teardown', {'plan'}),
+    ('cluster_verify', {'plan'}), ('cluster_reconcile', {'plan', 'inspection'}),
+    ('cluster_remote_secrets', {'plan', 'inspection'}),
+])
+def test_the_options_the_role_leaves_out_are_taken_as_registered(name, options):
+    import importlib  # pylint: disable=import-outside-toplevel
+    action = importlib.import_module('ansible_collections.meshlink.multicluster.plugins.action.%s' % name).ActionModule
+    assert set(action.REGISTERED_DEFAULTS) == options
+    assert action.REGISTERED_DEFAULTS['plan'] == ('meshlink_plan',)
+    if 'inspection' in options:
+        assert action.REGISTERED_DEFAULTS['inspection'] == ('meshlink_inspection', 'state')
