@@ -26,7 +26,7 @@ class ActionModule(ClusterAction):
     def run(self, tmp: Any = None, task_vars: Optional[Dict[str, Any]] = None) -> Dict[str, Any]:
         task_vars = task_vars or {}
         result = super().run(tmp, task_vars)
-        plan = getattr(self, 'module_args', {}).get('plan')
+        plan = self.module_args.get('plan')
         if not isinstance(plan, Mapping) or plan.get('topology') != 'global_serviceentries':
             return result
         cluster = self._task.args.get('cluster')

@@ -23,6 +23,7 @@ from ansible_collections.meshlink.multicluster.plugins.plugin_utils._cluster_act
     cross_cluster_problems,
     duplicate_identities,
     registered,
+    templated_host_var,
 )
 from ansible_collections.meshlink.multicluster.plugins.modules.mesh_check import ARGUMENT_SPEC
 
@@ -43,12 +44,10 @@ class ActionModule(ActionBase):
         inspections = args.get('inspections')
         results_of = args['results_of']
         if inspections is None:
-            hostvars = task_vars.get('hostvars') or {}
             inspections = {}
             for host in hosts:
                 found = registered(task_vars, host, results_of,
-                                   lambda h=host: self._templar.template(hostvars[h][results_of])
-                                   if h in hostvars and results_of in hostvars[h] else None)
+                                   lambda h=host: templated_host_var(self._templar, task_vars, h, results_of))
                 if isinstance(found, Mapping):
                     # Only what the checks read: an inspection also holds every object of its cluster.
                     inspections[host] = json_copy({k: found[k] for k in COMPARED if k in found})

@@ -15,7 +15,7 @@ them. Unless ``cluster_settings`` is given, the multi-network topologies read ea
 from __future__ import annotations
 
 import json
-from typing import Any, Dict, List, Mapping, Optional
+from typing import Any, Dict, List, Optional
 
 from ansible.errors import AnsibleActionFail
 from ansible.plugins.action import ActionBase
@@ -26,6 +26,10 @@ from ansible_collections.meshlink.multicluster.plugins.module_utils._plan import
     build_plan,
     describe,
     is_multi_network,
+)
+from ansible_collections.meshlink.multicluster.plugins.plugin_utils._cluster_action import (
+    stored_variables,
+    templated_host_var,
 )
 
 ARGS = ('services', 'clusters', 'mesh', 'topology', 'consumer_namespace', 'cluster_settings')
@@ -38,25 +42,19 @@ class ActionModule(ActionBase):
     _VALID_ARGS = frozenset(ARGS)
 
     def _host_var(self, task_vars: Dict[str, Any], host: str, name: str) -> Any:
-        hostvars = task_vars.get('hostvars') or {}
-        if host not in hostvars or name not in hostvars[host]:
-            return None
-        return self._templar.template(hostvars[host][name])
+        return templated_host_var(self._templar, task_vars, host, name)
 
     def _same_untemplated(self, task_vars: Dict[str, Any], hosts: List[str], name: str) -> bool:
         """True when every host holds the same value of ``name`` before templating and it holds no
         template, so that the rendered values are equal too. Rendering a 1,000-entry services list
         once per host took most of the plan's time at 8 clusters (2.3 of 2.8 s); the usual
         inventory sets it once for the group and lands here."""
-        hostvars = task_vars.get('hostvars')
-        if not hasattr(hostvars, 'raw_get'):
-            return False
         raw_values = []
         for host in hosts:
-            raw = hostvars.raw_get(host)
-            if not isinstance(raw, Mapping):
+            variables = stored_variables(task_vars, host)
+            if variables is None:
                 return False
-            raw_values.append(raw.get(name))
+            raw_values.append(variables.get(name))
         first = raw_values[0] if raw_values else None
         if any(value is not first and value != first for value in raw_values[1:]):
             return False

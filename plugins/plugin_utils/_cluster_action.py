@@ -238,6 +238,27 @@ except ImportError:  # pragma: no cover
     AnsibleActionFail = Exception  # type: ignore[assignment,misc]
 
 
+def stored_variables(task_vars: Mapping[str, Any], host: str) -> Optional[Mapping[str, Any]]:
+    """``host``'s variables as stored, before templating (this host's are ``task_vars``); None
+    when ``hostvars`` cannot give them (no ``raw_get``, unknown host)."""
+    if host == task_vars.get('inventory_hostname'):
+        return task_vars
+    hostvars = task_vars.get('hostvars')
+    raw_get = getattr(hostvars, 'raw_get', None)
+    if raw_get is None or host not in hostvars:
+        return None
+    variables = raw_get(host)
+    return variables if isinstance(variables, Mapping) else None
+
+
+def templated_host_var(templar: Any, task_vars: Mapping[str, Any], host: str, name: str) -> Any:
+    """``hostvars[host][name]`` templated (in that host's context), None when not set."""
+    hostvars = task_vars.get('hostvars') or {}
+    if host not in hostvars or name not in hostvars[host]:
+        return None
+    return templar.template(hostvars[host][name])
+
+
 def registered(task_vars: Mapping[str, Any], host: str, name: str, templated: Callable[[], Any]) -> Any:
     """What ``host`` registered as ``name`` in this run, as stored (None when nothing).
 
@@ -248,15 +269,10 @@ def registered(task_vars: Mapping[str, Any], host: str, name: str, templated: Ca
     benchmarks/README.md). Callers only read the value; what a module gets is copied on the way
     (a JSON round trip). A value that is not a mapping is no registered result: ``templated()``
     gives it, templated as any variable."""
-    if host == task_vars.get('inventory_hostname'):
-        variables: Any = task_vars
-    else:
-        hostvars = task_vars.get('hostvars')
-        raw_get = getattr(hostvars, 'raw_get', None)
-        if raw_get is None or host not in hostvars:
-            return templated()
-        variables = raw_get(host)
-    if not isinstance(variables, Mapping) or name not in variables:
+    variables = stored_variables(task_vars, host)
+    if variables is None:
+        return templated()
+    if name not in variables:
         return None
     value = variables[name]
     return value if isinstance(value, Mapping) else templated()
@@ -272,6 +288,8 @@ class ClusterAction(ActionBase):  # type: ignore[misc,valid-type]
     # Option -> (registered variable, key path in it): taken as registered when the task omits
     # the option. The role's tasks omit them (see ``_registered``).
     REGISTERED_DEFAULTS: Dict[str, tuple] = {'plan': ('meshlink_plan',)}
+    # What the module ran with (set by ``run``; subclasses read the plan from it).
+    module_args: Mapping[str, Any] = {}
     # The module file (its ARGUMENT_SPEC and run), imported with the action plugin so that it
     # runs in this process on the controller (plugin_utils/_in_process.py); None: always shipped.
     CODE: Any = None
@@ -284,13 +302,7 @@ class ClusterAction(ActionBase):  # type: ignore[misc,valid-type]
         return self._templar.template(task_vars[name])
 
     def _host_var(self, task_vars: Mapping[str, Any], host: str, name: str) -> Any:
-        hostvars = task_vars.get('hostvars') or {}
-        if host not in hostvars:
-            return None
-        values = hostvars[host]
-        if name not in values:
-            return None
-        return self._templar.template(values[name])
+        return templated_host_var(self._templar, task_vars, host, name)
 
     def _registered(self, task_vars: Mapping[str, Any], host: str, name: str) -> Any:
         return registered(task_vars, host, name, lambda: self._host_var(task_vars, host, name))
@@ -316,7 +328,7 @@ class ClusterAction(ActionBase):  # type: ignore[misc,valid-type]
                 if value is not None:
                     args[option] = value
         args.update(self.extra_args(args, task_vars))
-        self.module_args = args  # what the module ran with (subclasses read the plan from it)
+        self.module_args = args
         code = self.CODE
         if code is not None and can_run_in_process(self._connection.transport, self._var(task_vars, 'meshlink_in_process')):
             environment: Dict[str, Any] = {}

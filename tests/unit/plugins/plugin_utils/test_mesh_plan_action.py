@@ -43,8 +43,9 @@ class _Templar:
 def problems_of(raw, rendered=None):
     action = ActionModule.__new__(ActionModule)
     action._templar = _Templar()  # pylint: disable=protected-access
-    task_vars = {'inventory_hostname': 'cluster1', 'ansible_play_hosts_all': list(raw),
-                 'hostvars': _HostVars(raw, rendered or raw)}
+    # As in Ansible, the task's own variables are the running host's (cluster1) as stored.
+    task_vars = dict(raw['cluster1'], inventory_hostname='cluster1', ansible_play_hosts_all=list(raw),
+                     hostvars=_HostVars(raw, rendered or raw))
     found = action._run_problems({'services': SERVICES}, task_vars, HOSTS)  # pylint: disable=protected-access
     return found, action._templar.rendered  # pylint: disable=protected-access
 
